@@ -1,0 +1,287 @@
+"""Decoding that never raises on hostile input, and the compact encoder."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .frames import (
+    AckFrame,
+    ClientFrame,
+    DirectFrame,
+    ErrorFrame,
+    GoingAwayFrame,
+    Malformed,
+    MessageFrame,
+    PingFrame,
+    PongFrame,
+    PresenceFrame,
+    PresencePeer,
+    PublishFrame,
+    SendFrame,
+    ServerFrame,
+    SubscribeFrame,
+    UnsubscribeFrame,
+    WelcomeFrame,
+)
+from .ids import is_valid_channel, is_valid_peer_id, is_valid_request_id
+from .limits import GOING_AWAY_DEFAULT_MS, GOING_AWAY_MAX_MS
+
+_SEPARATORS = (",", ":")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def parse_json(text: str | bytes) -> Any | Malformed:
+    """Parse one JSON document; NaN/Infinity, bad UTF-8 and runaway nesting are malformed."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, TypeError) as exc:
+        return Malformed(f"invalid JSON: {type(exc).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON as the SDKs write it: raw UTF-8, no NaN/Infinity.
+
+    Raises ``ValueError`` for non-finite numbers and ``TypeError`` for values JSON
+    cannot hold.
+    """
+    return json.dumps(value, separators=_SEPARATORS, ensure_ascii=False, allow_nan=False)
+
+
+def to_wire_bytes(text: str) -> bytes:
+    """UTF-8 bytes of a frame; lone surrogates (legal in JSON escapes) are re-escaped."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(
+            json.loads(text), separators=_SEPARATORS, ensure_ascii=True, allow_nan=False
+        ).encode("ascii")
+
+
+def payload_size(data: Any) -> int:
+    """Bytes of the compact UTF-8 JSON of ``data``: the measure ``maxMessageSize`` caps."""
+    return len(to_wire_bytes(dumps(data)))
+
+
+# --- client frames (what a server decodes) ----------------------------------
+
+
+def decode_client_frame(text: str | bytes) -> ClientFrame | Malformed:
+    """Decode one client frame; every failure is a ``Malformed`` with the code to answer."""
+    if isinstance(text, bytes):
+        return Malformed("binary frames are not part of the protocol")
+    obj = parse_json(text)
+    if isinstance(obj, Malformed):
+        return obj
+    if not isinstance(obj, dict):
+        return Malformed("frame is not a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return Malformed("missing or non-string type")
+    request_id = obj.get("requestId")
+    if "requestId" in obj and not is_valid_request_id(request_id):
+        return Malformed("requestId must be a string of 1..128 characters")
+    rid: str | None = request_id
+    if kind == "ping":
+        return PingFrame(rid)
+    if kind in ("subscribe", "unsubscribe", "publish"):
+        channel = obj.get("channel")
+        if not is_valid_channel(channel):
+            return Malformed("invalid channel", "invalid_channel", rid)
+        if kind == "subscribe":
+            flag = obj.get("includeSenderMetadata", False)
+            if not isinstance(flag, bool):
+                return Malformed("includeSenderMetadata must be a boolean", request_id=rid)
+            return SubscribeFrame(channel, rid, flag)
+        if kind == "unsubscribe":
+            return UnsubscribeFrame(channel, rid)
+        if "data" not in obj:
+            return Malformed("publish needs data", "missing_data", rid)
+        return PublishFrame(channel, obj["data"], rid)
+    if kind == "send":
+        to = obj.get("to")
+        if not is_valid_peer_id(to):
+            return Malformed("invalid peer id", "invalid_peer_id", rid)
+        if "data" not in obj:
+            return Malformed("send needs data", "missing_data", rid)
+        return SendFrame(to, obj["data"], rid)
+    return Malformed("unknown frame type", "unknown_type", rid)
+
+
+def encode_client_frame(frame: ClientFrame) -> str:
+    """Compact JSON of a client frame, keys in the order the SDKs send them."""
+    out: dict[str, Any]
+    if isinstance(frame, SubscribeFrame):
+        out = {"type": "subscribe", "channel": frame.channel}
+        if frame.request_id is not None:
+            out["requestId"] = frame.request_id
+        if frame.include_sender_metadata:
+            out["includeSenderMetadata"] = True
+        return dumps(out)
+    if isinstance(frame, UnsubscribeFrame):
+        out = {"type": "unsubscribe", "channel": frame.channel}
+    elif isinstance(frame, PublishFrame):
+        out = {"type": "publish", "channel": frame.channel, "data": frame.data}
+    elif isinstance(frame, SendFrame):
+        out = {"type": "send", "to": frame.to, "data": frame.data}
+    else:
+        out = {"type": "ping"}
+    if frame.request_id is not None:
+        out["requestId"] = frame.request_id
+    return dumps(out)
+
+
+# --- server frames (what a client decodes) ----------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _opt_dict(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _presence_entries(value: object) -> tuple[PresencePeer, ...] | None:
+    if not isinstance(value, list):
+        return None
+    entries: list[PresencePeer] = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("peerId"), str):
+            return None
+        meta = item.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            return None
+        entries.append(PresencePeer(item["peerId"], meta))
+    return tuple(entries)
+
+
+def _decode_welcome(obj: dict[str, Any]) -> WelcomeFrame | Malformed:
+    peer_id = obj.get("peerId")
+    expires_at = obj.get("expiresAt")
+    server_time = obj.get("serverTime")
+    max_size = obj.get("maxMessageSize")
+    if not isinstance(peer_id, str) or not peer_id:
+        return Malformed("welcome without peerId")
+    if expires_at is not None and not _is_number(expires_at):
+        return Malformed("welcome expiresAt must be a number or null")
+    if not _is_number(server_time):
+        return Malformed("welcome serverTime must be a finite number")
+    if not _is_number(max_size) or max_size <= 0:
+        return Malformed("welcome maxMessageSize must be a positive number")
+    return WelcomeFrame(peer_id, expires_at, server_time, max_size, _opt_dict(obj.get("metadata")))
+
+
+def decode_server_frame(text: str | bytes) -> ServerFrame | Malformed:
+    """Decode one server frame by the SDK parser rules; never raises."""
+    if isinstance(text, bytes):
+        return Malformed("binary frames are not part of the protocol")
+    obj = parse_json(text)
+    if isinstance(obj, Malformed):
+        return obj
+    if not isinstance(obj, dict):
+        return Malformed("frame is not a JSON object")
+    kind = obj.get("type")
+    if kind == "welcome":
+        return _decode_welcome(obj)
+    if kind == "ack":
+        rid = obj.get("requestId")
+        return AckFrame(rid) if isinstance(rid, str) else Malformed("ack without requestId")
+    if kind == "error":
+        code = obj.get("code")
+        if not isinstance(code, str) or not code:
+            return Malformed("error without code")
+        rid = obj.get("requestId")
+        msg = obj.get("message")
+        return ErrorFrame(
+            code, rid if isinstance(rid, str) else None, msg if isinstance(msg, str) else None
+        )
+    if kind == "message":
+        channel, sender = obj.get("channel"), obj.get("from")
+        if not isinstance(channel, str) or not isinstance(sender, str) or "data" not in obj:
+            return Malformed("message needs channel, from and data")
+        return MessageFrame(channel, sender, obj["data"], _opt_dict(obj.get("fromMetadata")))
+    if kind == "direct":
+        sender = obj.get("from")
+        if not isinstance(sender, str) or "data" not in obj:
+            return Malformed("direct needs from and data")
+        return DirectFrame(sender, obj["data"], _opt_dict(obj.get("fromMetadata")))
+    if kind == "presence":
+        channel = obj.get("channel")
+        joined = _presence_entries(obj.get("joined"))
+        left = _presence_entries(obj.get("left"))
+        if not isinstance(channel, str) or joined is None or left is None:
+            return Malformed("presence needs channel, joined[] and left[]")
+        return PresenceFrame(channel, joined, left)
+    if kind == "going_away":
+        retry = obj.get("retryAfterMs")
+        ms = int(retry) if _is_number(retry) and retry > 0 else GOING_AWAY_DEFAULT_MS
+        return GoingAwayFrame(max(1, min(ms, GOING_AWAY_MAX_MS)))
+    if kind == "pong":
+        rid = obj.get("requestId")
+        return PongFrame(rid if isinstance(rid, str) else None)
+    return Malformed("unknown frame type")
+
+
+def _presence_json(entries: tuple[PresencePeer, ...]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        item: dict[str, Any] = {"peerId": entry.peer_id}
+        if entry.metadata is not None:
+            item["metadata"] = entry.metadata
+        out.append(item)
+    return out
+
+
+def encode_server_frame(frame: ServerFrame) -> str:
+    """Compact JSON of a server frame, optional fields omitted rather than null."""
+    out: dict[str, Any]
+    if isinstance(frame, WelcomeFrame):
+        out = {
+            "type": "welcome",
+            "peerId": frame.peer_id,
+            "expiresAt": frame.expires_at,
+            "serverTime": frame.server_time,
+            "maxMessageSize": frame.max_message_size,
+        }
+        if frame.metadata is not None:
+            out["metadata"] = frame.metadata
+    elif isinstance(frame, AckFrame):
+        out = {"type": "ack", "requestId": frame.request_id}
+    elif isinstance(frame, ErrorFrame):
+        out = {"type": "error", "code": frame.code}
+        if frame.request_id is not None:
+            out["requestId"] = frame.request_id
+        if frame.message is not None:
+            out["message"] = frame.message
+    elif isinstance(frame, MessageFrame):
+        out = {"type": "message", "channel": frame.channel, "from": frame.sender}
+        out["data"] = frame.data
+        if frame.from_metadata is not None:
+            out["fromMetadata"] = frame.from_metadata
+    elif isinstance(frame, DirectFrame):
+        out = {"type": "direct", "from": frame.sender, "data": frame.data}
+        if frame.from_metadata is not None:
+            out["fromMetadata"] = frame.from_metadata
+    elif isinstance(frame, PresenceFrame):
+        out = {
+            "type": "presence",
+            "channel": frame.channel,
+            "joined": _presence_json(frame.joined),
+            "left": _presence_json(frame.left),
+        }
+    elif isinstance(frame, GoingAwayFrame):
+        out = {"type": "going_away", "retryAfterMs": frame.retry_after_ms}
+    else:
+        out = {"type": "pong"}
+        if frame.request_id is not None:
+            out["requestId"] = frame.request_id
+    return dumps(out)
