@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from .frames import (
     AckFrame,
@@ -138,12 +138,8 @@ def encode_client_frame(frame: ClientFrame) -> str:
 # --- server frames (what a client decodes) ----------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _opt_dict(value: object) -> dict[str, Any] | None:
@@ -177,7 +173,8 @@ def _decode_welcome(obj: dict[str, Any]) -> WelcomeFrame | Malformed:
         return Malformed("welcome serverTime must be a finite number")
     if not _is_number(max_size) or max_size <= 0:
         return Malformed("welcome maxMessageSize must be a positive number")
-    return WelcomeFrame(peer_id, expires_at, server_time, max_size, _opt_dict(obj.get("metadata")))
+    meta = _opt_dict(obj.get("metadata"))
+    return WelcomeFrame(peer_id, expires_at, server_time, max_size, meta)
 
 
 def decode_server_frame(text: str | bytes) -> ServerFrame | Malformed:

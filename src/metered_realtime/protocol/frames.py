@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 JSONValue = Any
 """Any value ``json`` can round-trip; ``None`` is JSON ``null``."""
@@ -44,7 +44,7 @@ class PingFrame:
     request_id: str | None = None
 
 
-ClientFrame = Union[SubscribeFrame, UnsubscribeFrame, PublishFrame, SendFrame, PingFrame]
+ClientFrame = SubscribeFrame | UnsubscribeFrame | PublishFrame | SendFrame | PingFrame
 
 
 # --- server -> client -------------------------------------------------------
@@ -111,16 +111,16 @@ class PongFrame:
     request_id: str | None = None
 
 
-ServerFrame = Union[
-    WelcomeFrame,
-    AckFrame,
-    ErrorFrame,
-    MessageFrame,
-    DirectFrame,
-    PresenceFrame,
-    GoingAwayFrame,
-    PongFrame,
-]
+ServerFrame = (
+    WelcomeFrame
+    | AckFrame
+    | ErrorFrame
+    | MessageFrame
+    | DirectFrame
+    | PresenceFrame
+    | GoingAwayFrame
+    | PongFrame
+)
 
 
 @dataclass(frozen=True, slots=True)

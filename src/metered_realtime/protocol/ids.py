@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from .limits import MAX_CHANNEL_LENGTH, MAX_PEER_ID_LENGTH, MAX_REQUEST_ID_LENGTH
 
@@ -15,7 +16,7 @@ def has_control_chars(value: str) -> bool:
     return _CONTROL_RE.search(value) is not None
 
 
-def is_valid_channel(value: object) -> bool:
+def is_valid_channel(value: object) -> TypeGuard[str]:
     """A channel name: a string of 1..256 characters without control characters."""
     return (
         isinstance(value, str)
@@ -24,7 +25,7 @@ def is_valid_channel(value: object) -> bool:
     )
 
 
-def is_valid_peer_id(value: object) -> bool:
+def is_valid_peer_id(value: object) -> TypeGuard[str]:
     """A peer id: a string of 1..128 characters without control characters."""
     return (
         isinstance(value, str)
@@ -33,7 +34,7 @@ def is_valid_peer_id(value: object) -> bool:
     )
 
 
-def is_valid_request_id(value: object) -> bool:
+def is_valid_request_id(value: object) -> TypeGuard[str]:
     """A request id: a string of 1..128 characters."""
     return isinstance(value, str) and 0 < len(value) <= MAX_REQUEST_ID_LENGTH
 

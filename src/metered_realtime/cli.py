@@ -1,0 +1,242 @@
+"""The ``metered-realtime`` command: serve, keys, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+DEV_APP = "dev"
+DEV_LABEL = "dev"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": round(record.created, 3),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        )
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if not sys.stderr.isatty():
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The handshake logger prints request lines, which carry credentials.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--host", default=None, help="address to bind (default localhost)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8080; 0 = any free)")
+    p.add_argument("--db", default=None, help="SQLite store path")
+    p.add_argument("--config", default=None, help="TOML settings file")
+    p.add_argument("--dev", action="store_true", help="create a dev app and key, print them")
+    p.add_argument("--max-message-size", type=int, default=None, dest="max_message_size")
+    p.add_argument("--max-connections-per-app", type=int, default=None)
+    p.add_argument("--ice-urls", default=None, help="comma-separated stun:/turn: URLs")
+    p.add_argument("--log-level", default="info")
+
+
+def _add_keys(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="manage apps and keys").add_subparsers(
+        dest="keys_cmd", required=True
+    )
+    create = keys.add_parser("create", help="create a key (and the app if it is new)")
+    create.add_argument("--app", default=DEV_APP, help="app name or id")
+    create.add_argument("--secret", action="store_true", help="create a secret key instead")
+    create.add_argument(
+        "--allow", action="append", default=[], help="permission to add, e.g. --allow send"
+    )
+    create.add_argument(
+        "--permissions", default=None, help="comma-separated permission set (replaces defaults)"
+    )
+    create.add_argument("--channels", default="*", help="comma-separated channel patterns")
+    create.add_argument("--origins", default="", help="comma-separated allowed Origins")
+    create.add_argument("--label", default="")
+    create.add_argument("--db", default="metered-realtime.db")
+    lst = keys.add_parser("list", help="list apps and keys (secrets masked)")
+    lst.add_argument("--db", default="metered-realtime.db")
+    revoke = keys.add_parser("revoke", help="revoke a publishable key or a secret key id")
+    revoke.add_argument("key")
+    revoke.add_argument("--db", default="metered-realtime.db")
+
+
+def _add_token(sub: Any) -> None:
+    p = sub.add_parser("token", help="mint a JWT from a secret key")
+    p.add_argument("--key-id", required=True, help="secret key id (sk_id_...)")
+    p.add_argument("--secret", required=True, help="the secret (sk_live_...)")
+    p.add_argument("--channels", default=None, help="comma-separated patterns (default all)")
+    p.add_argument("--permissions", default=None, help="comma-separated (default all)")
+    p.add_argument("--peer-metadata", default=None, help="JSON object")
+    p.add_argument("--metadata", default=None, help="JSON object")
+    p.add_argument("--ttl", type=float, default=3600.0, help="seconds")
+    p.add_argument("--sub", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``metered-realtime`` command."""
+    parser = argparse.ArgumentParser(prog="metered-realtime")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_serve(sub)
+    _add_keys(sub)
+    _add_token(sub)
+    return parser
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _resolve_app(store: Any, name_or_id: str) -> Any:
+    return store.get_app(name_or_id) or store.find_app(name_or_id) or store.create_app(name_or_id)
+
+
+def _dev_key(store: Any) -> Any:
+    from .server.store import ALL_PERMISSIONS
+
+    app = _resolve_app(store, DEV_APP)
+    for key in store.list_publishable_keys(app.id):
+        if key.label == DEV_LABEL and not key.revoked and key.permissions == ALL_PERMISSIONS:
+            return key
+    return store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS, label=DEV_LABEL)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .server.app import Server
+    from .server.settings import ENV_PREFIX, load_config
+    from .server.store import Store
+
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "db": args.db,
+        "max_message_size": args.max_message_size,
+        "max_connections_per_app": args.max_connections_per_app,
+        "ice_urls": args.ice_urls,
+    }
+    if args.host is None and ENV_PREFIX + "HOST" not in os.environ:
+        flags["host"] = "localhost"
+    config = load_config(flags, toml_path=args.config)
+    store = Store(config.db)
+    server = Server(config, store)
+    await server.start()
+    shown_host = "localhost" if config.host in ("localhost", "127.0.0.1", "::1") else config.host
+    print(f"url: ws://{shown_host}:{server.port}/v1", flush=True)
+    if args.dev:
+        key = _dev_key(store)
+        print(f"app: {key.app_id}", flush=True)
+        print(f"key: {key.key}", flush=True)
+        print(f"connect: ws://{shown_host}:{server.port}/v1?key={key.key}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("metered_realtime.server").info("draining")
+    await server.drain()
+    store.close()
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .server.store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS, Store
+
+    store = Store(args.db)
+    try:
+        if args.keys_cmd == "create":
+            app = _resolve_app(store, args.app)
+            if args.secret:
+                sk = store.create_secret_key(app.id)
+                print(json.dumps({"app": app.id, "key_id": sk.id, "secret": sk.secret}))
+                return 0
+            perms = set(_csv(args.permissions) or DEFAULT_KEY_PERMISSIONS) | set(args.allow)
+            unknown = perms - ALL_PERMISSIONS
+            if unknown:
+                print(f"unknown permissions: {', '.join(sorted(unknown))}", file=sys.stderr)
+                return 2
+            pk = store.create_publishable_key(
+                app.id,
+                permissions=perms,
+                channel_patterns=_csv(args.channels) or ["*"],
+                allowed_origins=_csv(args.origins) or [],
+                label=args.label,
+            )
+            print(json.dumps({"app": app.id, "key": pk.key, "permissions": sorted(perms)}))
+            return 0
+        if args.keys_cmd == "list":
+            for app in store.list_apps():
+                print(f"app {app.id} {app.name}{' (suspended)' if app.suspended else ''}")
+                for pk in store.list_publishable_keys(app.id):
+                    state = "revoked" if pk.revoked else "active"
+                    granted = ",".join(sorted(pk.permissions))
+                    patterns = ",".join(pk.channel_patterns)
+                    print(f"  pk {pk.masked} {state} permissions={granted} channels={patterns}")
+                for sk in store.list_secret_keys(app.id):
+                    print(f"  sk {sk.id} {'revoked' if sk.revoked else 'active'}")
+            return 0
+        if store.revoke(args.key):
+            print("revoked")
+            return 0
+        print("no such key", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .tokens import mint_token
+
+    try:
+        token = mint_token(
+            args.key_id,
+            args.secret,
+            channels=_csv(args.channels),
+            permissions=_csv(args.permissions),
+            peer_metadata=json.loads(args.peer_metadata) if args.peer_metadata else None,
+            metadata=json.loads(args.metadata) if args.metadata else None,
+            ttl=args.ttl,
+            sub=args.sub,
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``metered-realtime`` command."""
+    args = build_parser().parse_args(argv)
+    if args.cmd == "serve":
+        _setup_logging(args.log_level)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(_serve(args))
+        return uvloop.run(_serve(args))
+    if args.cmd == "keys":
+        return _keys(args)
+    return _token(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Process wiring: the WebSocket endpoint, HTTP routes, timers and graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from ..protocol import decode_client_frame, dumps, to_wire_bytes
+from .auth import Refusal, authenticate
+from .config import ServerConfig
+from .hub import Conn, Hub
+from .store import Store, random_base62
+from .turn import welcome_metadata
+
+log = logging.getLogger("metered_realtime.server")
+
+
+class _WsSink:
+    """Writes hub output straight into each connection's transport, without awaiting."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def send(self, conn: Conn, payload: bytes) -> None:
+        self._write(conn, payload)
+
+    def fanout(self, conns: Iterable[Conn], payload: bytes) -> None:
+        write = self._write
+        for conn in conns:
+            write(conn, payload)
+
+    def close(self, conn: Conn, code: int, reason: str) -> None:
+        ws: ServerConnection = conn.handle
+        self._server.spawn(ws.close(code, reason))
+
+    def _write(self, conn: Conn, payload: bytes) -> None:
+        ws: ServerConnection = conn.handle
+        if ws.protocol.state is not State.OPEN:
+            return
+        try:
+            ws.protocol.send_text(payload)
+            ws.send_data()
+        except Exception:  # the transport is going away; its handler cleans up
+            return
+        if ws.transport.get_write_buffer_size() > self._server.config.outbound_buffer_limit:
+            self._server.evict_slow(conn)
+
+
+class Server:
+    """One server node. ``await start()``, then ``await drain()`` or ``await stop()``."""
+
+    def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else Store(config.db)
+        self._owns_store = store is None
+        self.hub = Hub(config, _WsSink(self))
+        self.draining = False
+        self._ws: WsServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.port: int = config.port
+
+    # --- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        cfg = self.config
+        self._ws = await serve(
+            self._handle,
+            cfg.host,
+            cfg.port,
+            process_request=self._process_request,
+            max_size=cfg.max_message_size + cfg.envelope_room,
+            compression=None,
+            ping_interval=cfg.ws_ping_interval,
+            ping_timeout=cfg.ws_ping_timeout,
+            close_timeout=5,
+            max_queue=64,
+        )
+        sockets = list(self._ws.sockets)
+        self.port = sockets[0].getsockname()[1]
+        log.info("listening on %s:%d", cfg.host, self.port)
+
+    async def stop(self) -> None:
+        """Close every connection (1001) and stop at once."""
+        if self._ws is not None:
+            self._ws.close()
+            await self._ws.wait_closed()
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._owns_store:
+            self.store.close()
+
+    async def drain(self) -> None:
+        """going_away to everyone, refuse new upgrades, close with 1001 after the grace period."""
+        cfg = self.config
+        self.draining = True
+        going_away = to_wire_bytes(
+            dumps({"type": "going_away", "retryAfterMs": cfg.going_away_retry_ms})
+        )
+        self.hub.broadcast_all(going_away)
+        if self.hub.conns:
+            await asyncio.sleep(cfg.drain_grace)
+        now = time.time()
+        closing = [c.handle for c in self.hub.conns.values()]
+        for conn in list(self.hub.conns.values()):
+            self.hub.close(conn, 1001, "server draining", now)
+        if closing:
+            await asyncio.wait(
+                [asyncio.ensure_future(ws.wait_closed()) for ws in closing],
+                timeout=cfg.drain_timeout,
+            )
+        await self.stop()
+
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def evict_slow(self, conn: Conn) -> None:
+        """Close a connection whose outbound buffer passed the limit; others are unaffected."""
+        if conn.alive:
+            log.warning("evicting slow consumer %s", conn.peer_id)
+            asyncio.get_running_loop().call_soon(self._evict, conn)
+
+    def _evict(self, conn: Conn) -> None:
+        self.hub.close(conn, 1008, "slow consumer", time.time())
+        self._reschedule()
+
+    # --- HTTP -------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            if self.draining:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+            return connection.respond(HTTPStatus.OK, "ready\n")
+        if path != "/v1":
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        if self.draining:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+        return None
+
+    # --- WebSocket --------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+        keys, tokens = query.get("key", []), query.get("token", [])
+        now = time.time()
+        if len(keys) + len(tokens) != 1:
+            await ws.close(4001, "exactly one of key or token is required")
+            return
+        principal = authenticate(
+            self.store,
+            key=keys[0] if keys else None,
+            token=tokens[0] if tokens else None,
+            origin=request.headers.get("Origin"),
+            now=now,
+            peer_metadata_limit=self.config.peer_metadata_limit,
+        )
+        if isinstance(principal, Refusal):
+            await ws.close(principal.code, principal.reason)
+            return
+        app_peers = self.hub.apps.get(principal.app_id)
+        peer_id = random_base62(20)
+        while app_peers is not None and peer_id in app_peers.peers:
+            peer_id = random_base62(20)
+        conn = self.hub.connect(
+            peer_id,
+            principal,
+            ws,
+            now,
+            welcome_metadata(self.config, principal.metadata, peer_id, now),
+        )
+        if isinstance(conn, Refusal):
+            await ws.close(conn.code, conn.reason)
+            return
+        self._reschedule()
+        hub = self.hub
+        try:
+            async for message in ws:
+                hub.receive(conn, decode_client_frame(message), time.time())
+                if hub._presence_due or hub._expiries:
+                    self._reschedule()
+        except ConnectionClosed:
+            pass
+        finally:
+            hub.disconnect(conn, time.time())
+            self._reschedule()
+
+    # --- timers -----------------------------------------------------------
+
+    def _reschedule(self) -> None:
+        deadline = self.hub.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.hub.tick(time.time())
+        self._reschedule()

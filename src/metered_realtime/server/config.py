@@ -1,0 +1,46 @@
+"""Server configuration: every limit of SERVER.md section 4, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of one server process. Durations are seconds, sizes bytes."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str = "metered-realtime.db"
+    max_message_size: int = 65536
+    envelope_room: int = 4096
+    max_subscriptions: int = 100
+    rate_per_second: float = 200.0
+    rate_burst: float = 400.0
+    max_connections_per_app: int | None = None
+    app_message_quota: int | None = None
+    quota_period: float = 86400.0
+    outbound_buffer_limit: int = 4 * 1024 * 1024
+    peer_metadata_limit: int = 4096
+    presence_window: float = 0.02
+    presence_flush_events: int = 512
+    ws_ping_interval: float | None = 30.0
+    ws_ping_timeout: float | None = 30.0
+    drain_grace: float = 2.0
+    drain_timeout: float = 30.0
+    going_away_retry_ms: int = 1000
+    ice_urls: tuple[str, ...] = field(default_factory=tuple)
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.max_message_size <= 0:
+            raise ValueError("max_message_size must be positive")
+        if self.max_subscriptions <= 0:
+            raise ValueError("max_subscriptions must be positive")
+        if self.rate_per_second <= 0 or self.rate_burst < 1:
+            raise ValueError("rate_per_second must be positive and rate_burst at least 1")
+        if not 0 <= self.presence_window <= 0.05:
+            raise ValueError("presence_window must be between 0 and 0.05 s")
+        if self.outbound_buffer_limit <= 0:
+            raise ValueError("outbound_buffer_limit must be positive")

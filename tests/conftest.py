@@ -1,0 +1,83 @@
+"""Shared fixtures: a real server on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metered_realtime.server.app import Server
+from metered_realtime.server.config import ServerConfig
+from metered_realtime.server.store import ALL_PERMISSIONS, Store
+from metered_realtime.tokens import mint_token
+
+
+@dataclasses.dataclass
+class RunningServer:
+    """A started server plus an app with an all-permission publishable key and a secret key."""
+
+    server: Server
+    store: Store
+    app_id: str
+    api_key: str
+    secret_key_id: str
+    secret: str = dataclasses.field(repr=False)
+
+    @property
+    def url(self) -> str:
+        """The origin to pass to SDKs as ``url=``."""
+        return f"ws://127.0.0.1:{self.server.port}"
+
+    def key_url(self, key: str | None = None) -> str:
+        """The full connect URL for a publishable key (default: the all-permission one)."""
+        return f"{self.url}/v1?key={key or self.api_key}"
+
+    def token_url(self, token: str) -> str:
+        """The full connect URL for a JWT."""
+        return f"{self.url}/v1?token={token}"
+
+    def mint(self, **kwargs: Any) -> str:
+        """A JWT for this app, signed with its secret key."""
+        return mint_token(self.secret_key_id, self.secret, **kwargs)
+
+    def new_key(self, **kwargs: Any) -> str:
+        """Another publishable key for this app."""
+        return self.store.create_publishable_key(self.app_id, **kwargs).key
+
+
+ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[RunningServer]]
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> ServerFactory:
+    """``async with server_factory(**ServerConfig overrides) as srv`` starts a server."""
+    counter = iter(range(1000))
+
+    @contextlib.asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[RunningServer]:
+        db = str(tmp_path / f"store-{next(counter)}.db")
+        config = ServerConfig(**{"host": "127.0.0.1", "port": 0, "db": db, **overrides})
+        store = Store(db)
+        app = store.create_app("test")
+        pk = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS)
+        sk = store.create_secret_key(app.id)
+        server = Server(config, store)
+        await server.start()
+        try:
+            yield RunningServer(server, store, app.id, pk.key, sk.id, sk.secret)
+        finally:
+            await server.stop()
+            store.close()
+
+    return start
+
+
+@pytest.fixture
+async def server(server_factory: ServerFactory) -> AsyncIterator[RunningServer]:
+    """A server with default settings."""
+    async with server_factory() as srv:
+        yield srv
