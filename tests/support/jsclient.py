@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +334,7 @@ class JSClient:
 
     def driver_errors(self) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("type") == "driver-error"]
+
+
+# What the `js` fixture (tests/interop/conftest.py) yields: `await js("label")`.
+MakeJS = Callable[..., Awaitable[JSClient]]
