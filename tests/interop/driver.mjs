@@ -11,7 +11,8 @@
 //   every line also carries "seq" (a counter over all output lines) and "t" (Date.now()).
 //
 // Commands (one client per process; kind "client" = SignallingClient, "peer" = MeteredPeer):
-//   connect {url, key | token, kind?, options?, trace?}   create the SDK object and connect
+//   connect {url, key | token, kind?, options?, trace?, syncEvents?}
+//                                                         create the SDK object and connect
 //                                                         (MeteredPeer: create only; use join)
 //   subscribe {channel, includeSenderMetadata?}   unsubscribe {channel}
 //   publish {channel, data}   send {to, data}   close {code?, reason?}
@@ -62,10 +63,16 @@ let kind = "client";
 let socket = null; // the ws instance currently handed to the SDK
 let token = null;
 let trace = false;
+// Browsers dispatch each WebSocket message as its own task, so promise continuations run
+// between two frames. `ws` (client default allowSynchronousEvents: true) emits every frame of
+// one TCP read in the same tick; the SDK's MeteredPeer then sees a snapshot that directly
+// follows its subscribe ack before the ack's continuation has set the channel, and drops it.
+// Default to browser semantics; `connect {syncEvents: true}` restores the ws default.
+let wsOptions = { allowSynchronousEvents: false };
 
 function makeSocket(url) {
   emit({ type: "socket", url });
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, wsOptions);
   socket = ws;
   if (trace) {
     ws.on("message", (data, isBinary) => {
@@ -154,6 +161,7 @@ function create(args) {
   if (sdk !== null) throw new Error("already created");
   kind = args.kind ?? "client";
   trace = Boolean(args.trace);
+  if (args.syncEvents) wsOptions = { allowSynchronousEvents: true };
   const options = { ...(args.options ?? {}), logger: logger(), webSocketFactory: makeSocket };
   if (args.url !== undefined) options.url = args.url;
   if (args.key !== undefined) options.apiKey = args.key;

@@ -230,3 +230,135 @@ async def test_reserved_channel_is_refused(server: Any, js: MakeJS) -> None:
             await client.publish(channel, 1)
         assert rejected.value.name == "channel_reserved"
     assert await client.state() == "connected"
+
+
+async def test_jwt_metadata_presence_and_sender_metadata(server: Any, js: MakeJS) -> None:
+    ice = [{"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "c"}]
+    alice_token = server.mint(peer_metadata={"name": "Alice"}, metadata={"iceServers": ice})
+    alice, bob = await js("alice"), await js("bob")
+    connected = await alice.connect(server.url, token=alice_token)
+    assert connected is not None
+    a = connected["peerId"]
+    assert isinstance(connected["expiresAt"], int)
+    assert 3500 < connected["expiresAt"] - time.time() <= 3601  # Unix seconds of `exp`
+    assert connected["iceServers"] == ice
+    assert alice.wire("in")[0]["metadata"] == {"iceServers": ice}
+    b = (await bob.connect(server.url, token=server.mint(peer_metadata={"name": "Bob"})) or {})[
+        "peerId"
+    ]
+
+    await alice.subscribe(CHANNEL)
+    await alice.next_event("presence")
+    await bob.subscribe(CHANNEL, include_sender_metadata=True)
+    assert bob.wire("out")[-1]["includeSenderMetadata"] is True
+    assert await bob.next_event("presence") == {
+        "channel": CHANNEL,
+        "joined": [{"peerId": a, "metadata": {"name": "Alice"}}],
+        "left": [],
+    }
+    assert await alice.next_event("presence") == {
+        "channel": CHANNEL,
+        "joined": [{"peerId": b, "metadata": {"name": "Bob"}}],
+        "left": [],
+    }
+
+    await alice.publish(CHANNEL, "hello")
+    assert await bob.next_event("message") == {
+        "channel": CHANNEL,
+        "from": a,
+        "fromMetadata": {"name": "Alice"},
+        "data": "hello",
+    }
+    # alice did not opt in, so her echo carries no sender metadata.
+    assert await alice.next_event("message") == {"channel": CHANNEL, "from": a, "data": "hello"}
+
+    # direct: fromMetadata only for a recipient holding an includeSenderMetadata subscription.
+    await alice.send(b, 1)
+    assert await bob.next_event("direct") == {
+        "from": a,
+        "fromMetadata": {"name": "Alice"},
+        "data": 1,
+    }
+    await bob.send(a, 2)
+    assert await alice.next_event("direct") == {"from": b, "data": 2}
+
+    await bob.close()
+    assert await alice.next_event("presence") == {
+        "channel": CHANNEL,
+        "joined": [],
+        "left": [{"peerId": b, "metadata": {"name": "Bob"}}],
+    }
+
+
+async def test_jwt_scope_and_permissions(server: Any, js: MakeJS) -> None:
+    carol = await js("carol")
+    token = server.mint(channels=["room-*"], permissions=["subscribe", "presence"])
+    await carol.connect(server.url, token=token)
+    with pytest.raises(JSError) as rejected:
+        await carol.subscribe("lobby")
+    assert rejected.value.name == "channel_not_authorized"
+    await carol.subscribe("room-1")
+    assert await carol.next_event("presence") == {"channel": "room-1", "joined": [], "left": []}
+    with pytest.raises(JSError) as rejected:
+        await carol.publish("room-1", "x")
+    assert rejected.value.name == "action_not_permitted"
+    with pytest.raises(JSError) as rejected:
+        await carol.send("someoneElse000000000", "x")
+    assert rejected.value.name == "action_not_permitted"
+    assert await carol.state() == "connected"
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [({"ttl": 10, "now": time.time() - 100}, 4002), ({"channels": []}, 4003)],
+    ids=["expired", "no-channels"],
+)
+async def test_jwt_refused_before_welcome(
+    server: Any, js: MakeJS, claims: dict[str, Any], code: int
+) -> None:
+    client = await js("late")
+    with pytest.raises(JSError) as rejected:
+        await client.connect(server.url, token=server.mint(**claims), reconnect=False)
+    assert rejected.value.name == "SignallingConnectError"
+    assert rejected.value["closeCode"] == code
+    assert client.wire("in") == []
+
+
+async def test_metered_peer_join_data_and_leave(server: Any, js: MakeJS) -> None:
+    """Two JS MeteredPeers (no media, so no negotiation) meet through presence."""
+    p1, p2 = await js("peer1"), await js("peer2")
+    await p1.connect(server.url, key=server.api_key, kind="peer")
+    await p2.connect(server.url, key=server.api_key, kind="peer")
+    await p1.request("join", channel="call")
+    joined1 = await p1.next_event("joined")
+    assert joined1["channel"] == "call" and PEER_ID.fullmatch(joined1["peerId"])
+    await p2.request("join", channel="call")
+    joined2 = await p2.next_event("joined")
+    id1, id2 = joined1["peerId"], joined2["peerId"]
+
+    remote_of_2 = (await p2.next_event("peer-joined"))["peer"]
+    remote_of_1 = (await p1.next_event("peer-joined"))["peer"]
+    assert remote_of_2["id"] == id1 and remote_of_1["id"] == id2
+    assert remote_of_1["polite"] is (id1 < id2) and remote_of_2["polite"] is (id2 < id1)
+    assert remote_of_1["state"] == "idle" and remote_of_2["state"] == "idle"
+
+    await p1.request("peer_send", data={"hello": "all"})
+    assert await p2.next_event("data") == {
+        "senderPeerId": id1,
+        "data": {"hello": "all"},
+        "kind": "broadcast",
+    }
+    await p2.request("send_to", peerId=id1, data=["just", "you"])
+    assert await p1.next_event("data") == {
+        "senderPeerId": id2,
+        "data": ["just", "you"],
+        "kind": "direct",
+    }
+
+    await p2.request("peer_close")
+    assert (await p1.next_event("peer-left"))["peer"]["id"] == id2
+    assert await p1.request("remote_peers") == []
+    # MeteredPeer drops its own broadcast echo; nothing else arrived and nothing failed.
+    assert p1.unconsumed("data") == [] and p2.unconsumed("data") == []
+    assert p1.events("error") == [] and p2.events("error") == []
+    assert await p1.request("peer_info") == {"state": "joined", "peerId": id1, "channel": "call"}

@@ -214,12 +214,23 @@ class JSClient:
         token: str | None = None,
         kind: str = "client",
         trace: bool = True,
+        sync_events: bool = False,
         timeout: float | None = None,
         **options: Any,
     ) -> dict[str, Any] | None:
         """Create the SDK object and (for a SignallingClient) connect it; return the payload of
-        its first `connected` event (None for a MeteredPeer, which connects on join)."""
-        args: dict[str, Any] = {"url": url, "kind": kind, "trace": trace, "options": options}
+        its first `connected` event (None for a MeteredPeer, which connects on join).
+
+        `options` go to the SDK constructor (e.g. reconnect=False, inactivityTimeoutMs=0).
+        `sync_events=True` lets `ws` emit several frames in one tick (its own default) instead
+        of one frame per task as browsers do."""
+        args: dict[str, Any] = {
+            "url": url,
+            "kind": kind,
+            "trace": trace,
+            "syncEvents": sync_events,
+            "options": options,
+        }
         if key is not None:
             args["key"] = key
         if token is not None:
