@@ -7,7 +7,6 @@ import time
 
 import jwt
 import pytest
-
 from tests.server.wire import Wire
 
 
@@ -46,27 +45,67 @@ def forged(server, **header: object) -> str:
 @pytest.mark.parametrize(
     "make_token",
     [
-        pytest.param(lambda s: jwt.encode({"exp": int(time.time()) + 60}, "wrong-secret-of-at-least-32-bytes!",
-                                          algorithm="HS256", headers={"kid": s.secret_key_id}),
-                     id="bad-signature"),
+        pytest.param(
+            lambda s: jwt.encode(
+                {"exp": int(time.time()) + 60},
+                "wrong-secret-of-at-least-32-bytes!",
+                algorithm="HS256",
+                headers={"kid": s.secret_key_id},
+            ),
+            id="bad-signature",
+        ),
         pytest.param(lambda s: forged(s, kid="sk_id_unknown"), id="unknown-kid"),
-        pytest.param(lambda s: jwt.encode({"exp": int(time.time()) + 60}, s.secret,
-                                          algorithm="HS256"), id="no-kid"),
-        pytest.param(lambda s: jwt.encode({"exp": int(time.time()) + 60}, s.secret,
-                                          algorithm="HS512", headers={"kid": s.secret_key_id}),
-                     id="hs512"),
-        pytest.param(lambda s: jwt.encode({"exp": int(time.time()) + 60}, None, algorithm="none",
-                                          headers={"kid": s.secret_key_id}), id="alg-none"),
-        pytest.param(lambda s: jwt.encode({"iat": int(time.time())}, s.secret, algorithm="HS256",
-                                          headers={"kid": s.secret_key_id}), id="no-exp"),
+        pytest.param(
+            lambda s: jwt.encode({"exp": int(time.time()) + 60}, s.secret, algorithm="HS256"),
+            id="no-kid",
+        ),
+        pytest.param(
+            lambda s: jwt.encode(
+                {"exp": int(time.time()) + 60},
+                s.secret,
+                algorithm="HS512",
+                headers={"kid": s.secret_key_id},
+            ),
+            id="hs512",
+        ),
+        pytest.param(
+            lambda s: jwt.encode(
+                {"exp": int(time.time()) + 60},
+                None,
+                algorithm="none",
+                headers={"kid": s.secret_key_id},
+            ),
+            id="alg-none",
+        ),
+        pytest.param(
+            lambda s: jwt.encode(
+                {"iat": int(time.time())},
+                s.secret,
+                algorithm="HS256",
+                headers={"kid": s.secret_key_id},
+            ),
+            id="no-exp",
+        ),
         pytest.param(lambda s: "not.a.jwt", id="garbage"),
         pytest.param(lambda s: s.mint(peer_metadata={"blob": "x" * 5000}), id="metadata-too-big"),
-        pytest.param(lambda s: jwt.encode({"exp": int(time.time()) + 60, "permissions": ["fly"]},
-                                          s.secret, algorithm="HS256",
-                                          headers={"kid": s.secret_key_id}), id="bad-permission"),
-        pytest.param(lambda s: jwt.encode({"exp": int(time.time()) + 60, "channels": "room"},
-                                          s.secret, algorithm="HS256",
-                                          headers={"kid": s.secret_key_id}), id="channels-not-list"),
+        pytest.param(
+            lambda s: jwt.encode(
+                {"exp": int(time.time()) + 60, "permissions": ["fly"]},
+                s.secret,
+                algorithm="HS256",
+                headers={"kid": s.secret_key_id},
+            ),
+            id="bad-permission",
+        ),
+        pytest.param(
+            lambda s: jwt.encode(
+                {"exp": int(time.time()) + 60, "channels": "room"},
+                s.secret,
+                algorithm="HS256",
+                headers={"kid": s.secret_key_id},
+            ),
+            id="channels-not-list",
+        ),
     ],
 )
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -96,7 +135,10 @@ async def test_token_expiry_mid_session_closes_4002(server):
     token = server.mint(ttl=1.5)
     wire = await Wire.open(server.token_url(token))
     exp = wire.welcome["expiresAt"]
-    assert isinstance(exp, int) and exp == jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert (
+        isinstance(exp, int)
+        and exp == jwt.decode(token, options={"verify_signature": False})["exp"]
+    )
     assert await wire.subscribe("room") == []
     code, _ = await wire.closed(timeout=5)
     assert code == 4002
@@ -159,13 +201,16 @@ async def test_allowed_origins(server):
     key = server.new_key(allowed_origins=["https://app.example"])
     wire = await Wire.open(server.key_url(key), origin="https://app.example")
     await wire.close()
-    assert (await closed_before_welcome(server.key_url(key), origin="https://evil.example"))[0] == 4001
+    assert (await closed_before_welcome(server.key_url(key), origin="https://evil.example"))[
+        0
+    ] == 4001
     assert (await closed_before_welcome(server.key_url(key)))[0] == 4001
 
 
 async def test_slow_consumer_is_evicted_with_1008(server_factory):
-    async with server_factory(outbound_buffer_limit=256 * 1024, rate_per_second=10_000,
-                              rate_burst=10_000) as srv:
+    async with server_factory(
+        outbound_buffer_limit=256 * 1024, rate_per_second=10_000, rate_burst=10_000
+    ) as srv:
         slow = await Wire.open(srv.key_url(), max_queue=1)
         fast = await Wire.open(srv.key_url())
         pub = await Wire.open(srv.key_url())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.server.wire import Wire
 
 
@@ -30,33 +29,46 @@ def strip_message(frame: dict[str, object]) -> dict[str, object]:
         ('{"type":"ping","requestId":""}', err("malformed_message")),
         ('{"type":"ping","requestId":"' + "x" * 129 + '"}', err("malformed_message")),
         ('{"type":"publish","channel":"c","data":NaN,"requestId":"r"}', err("malformed_message")),
-        ('{"type":"subscribe","channel":"c","includeSenderMetadata":1,"requestId":"r"}',
-         err("malformed_message", "r")),
+        (
+            '{"type":"subscribe","channel":"c","includeSenderMetadata":1,"requestId":"r"}',
+            err("malformed_message", "r"),
+        ),
         ('{"type":"nope"}', err("unknown_type")),
         ('{"type":"nope","requestId":"r"}', err("unknown_type", "r")),
         ('{"type":"subscribe","requestId":"r"}', err("invalid_channel", "r")),
         ('{"type":"subscribe","channel":"","requestId":"r"}', err("invalid_channel", "r")),
-        ('{"type":"subscribe","channel":"' + "c" * 257 + '","requestId":"r"}',
-         err("invalid_channel", "r")),
+        (
+            '{"type":"subscribe","channel":"' + "c" * 257 + '","requestId":"r"}',
+            err("invalid_channel", "r"),
+        ),
         ('{"type":"subscribe","channel":"a\\u0007b","requestId":"r"}', err("invalid_channel", "r")),
-        ('{"type":"publish","channel":"a\\u0085","data":1,"requestId":"r"}',
-         err("invalid_channel", "r")),
+        (
+            '{"type":"publish","channel":"a\\u0085","data":1,"requestId":"r"}',
+            err("invalid_channel", "r"),
+        ),
         ('{"type":"unsubscribe","channel":7,"requestId":"r"}', err("invalid_channel", "r")),
         ('{"type":"send","data":1,"requestId":"r"}', err("invalid_peer_id", "r")),
         ('{"type":"send","to":"","data":1,"requestId":"r"}', err("invalid_peer_id", "r")),
-        ('{"type":"send","to":"' + "p" * 129 + '","data":1,"requestId":"r"}',
-         err("invalid_peer_id", "r")),
+        (
+            '{"type":"send","to":"' + "p" * 129 + '","data":1,"requestId":"r"}',
+            err("invalid_peer_id", "r"),
+        ),
         ('{"type":"send","to":"a\\u007f","data":1,"requestId":"r"}', err("invalid_peer_id", "r")),
         ('{"type":"publish","channel":"c","requestId":"r"}', err("missing_data", "r")),
         ('{"type":"send","to":"someone","requestId":"r"}', err("missing_data", "r")),
-        ('{"type":"send","to":"nobody-here","data":1,"requestId":"r"}',
-         err("peer_not_found", "r")),
-        ('{"type":"subscribe","channel":"_metered/x","requestId":"r"}',
-         err("channel_reserved", "r")),
-        ('{"type":"subscribe","channel":"_SYSTEM/x","requestId":"r"}',
-         err("channel_reserved", "r")),
-        ('{"type":"publish","channel":"_Internal/x","data":1,"requestId":"r"}',
-         err("channel_reserved", "r")),
+        ('{"type":"send","to":"nobody-here","data":1,"requestId":"r"}', err("peer_not_found", "r")),
+        (
+            '{"type":"subscribe","channel":"_metered/x","requestId":"r"}',
+            err("channel_reserved", "r"),
+        ),
+        (
+            '{"type":"subscribe","channel":"_SYSTEM/x","requestId":"r"}',
+            err("channel_reserved", "r"),
+        ),
+        (
+            '{"type":"publish","channel":"_Internal/x","data":1,"requestId":"r"}',
+            err("channel_reserved", "r"),
+        ),
     ],
 )
 async def test_error_codes(server, raw, expected):
@@ -140,10 +152,14 @@ async def test_over_message_quota(server_factory):
     async with server_factory(app_message_quota=2) as srv:
         wire = await Wire.open(srv.key_url())
         for rid in ("1", "2"):
-            reply = await wire.request({"type": "publish", "channel": "c", "data": 1, "requestId": rid})
+            reply = await wire.request(
+                {"type": "publish", "channel": "c", "data": 1, "requestId": rid}
+            )
             assert reply == {"type": "ack", "requestId": rid}
         reply = await wire.request({"type": "publish", "channel": "c", "data": 1, "requestId": "3"})
         assert strip_message(reply) == err("over_message_quota", "3")
-        reply = await wire.request({"type": "send", "to": wire.peer_id, "data": 1, "requestId": "4"})
+        reply = await wire.request(
+            {"type": "send", "to": wire.peer_id, "data": 1, "requestId": "4"}
+        )
         assert strip_message(reply) == err("over_message_quota", "4")
         await wire.close()

@@ -7,9 +7,8 @@ import json
 import re
 import time
 
-from websockets.asyncio.client import connect
-
 from tests.server.wire import Wire
+from websockets.asyncio.client import connect
 
 
 async def test_welcome_is_first_and_complete(server):
@@ -60,7 +59,12 @@ async def test_join_delta_snapshot_and_leave(server):
     }
     await b.close()
     left = await a.recv()
-    assert left == {"type": "presence", "channel": "room", "joined": [], "left": [{"peerId": b.peer_id}]}
+    assert left == {
+        "type": "presence",
+        "channel": "room",
+        "joined": [],
+        "left": [{"peerId": b.peer_id}],
+    }
     await a.close()
 
 
@@ -121,7 +125,9 @@ async def test_publish_without_subscribing_and_null_data(server):
     assert await a.recv() == {"type": "ack", "requestId": "p"}
     assert await b.recv() == {"type": "message", "channel": "room", "from": a.peer_id, "data": None}
     # Zero subscribers is still acked.
-    assert await a.request({"type": "publish", "channel": "empty", "data": 1, "requestId": "q"}) == {
+    assert await a.request(
+        {"type": "publish", "channel": "empty", "data": 1, "requestId": "q"}
+    ) == {
         "type": "ack",
         "requestId": "q",
     }

@@ -59,6 +59,7 @@ class Wire:
 
     async def closed(self, timeout: float = TIMEOUT) -> tuple[int | None, str]:
         """Wait for the close (skipping frames) and return the server's code and reason."""
+
         async def drain() -> None:
             try:
                 while True:
