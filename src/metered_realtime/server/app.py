@@ -87,7 +87,7 @@ class Server:
             ping_interval=cfg.ws_ping_interval,
             ping_timeout=cfg.ws_ping_timeout,
             close_timeout=5,
-            max_queue=64,
+            max_queue=16,
         )
         sockets = list(self._ws.sockets)
         self.port = sockets[0].getsockname()[1]
