@@ -1,0 +1,562 @@
+"""``RemotePeer``: one aiortc connection per remote peer, driven by ``negotiation``.
+
+All aiortc calls for one RemotePeer run on a single worker task, one event at a time, so
+negotiation is single-flight. Outbound direct messages (track metadata and RTC signals) go
+through one FIFO sender so metadata always precedes the offer that carries the track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._emitter import EventEmitter
+from .._scrub import scrub_exception
+from ..errors import IceRestartExhaustedError, MeteredRealtimeError
+from ..events import (
+    ConnectionReset,
+    DataChannelOpened,
+    IceCandidateError,
+    NegotiationError,
+    StateChange,
+    StreamAdded,
+    StreamRemoved,
+    Track,
+)
+from ..media.stream import MediaStream
+from . import negotiation as neg
+from . import sdp as sdp_util
+
+if TYPE_CHECKING:
+    from .metered import MeteredPeer
+
+MAX_TRACK_META = 512
+MAX_INBOX = 4096
+MAX_OUTBOX = 4096
+PC_CLOSE_CAP = 2.0
+#: After a rebuild-as-rollback the old connection lives this long, so the answer we just
+#: sent reaches the remote before the old DTLS session's close does.
+ROLLBACK_GRACE = 1.0
+NO_STREAM = "-"
+
+
+class _Attached:
+    """One local track as attached to the current connection."""
+
+    __slots__ = ("proxy", "sender", "stream_id", "transceiver")
+
+    def __init__(self, proxy: Any, sender: Any, transceiver: Any, stream_id: str) -> None:
+        self.proxy = proxy
+        self.sender = sender
+        self.transceiver = transceiver
+        self.stream_id = stream_id
+
+
+class RemotePeer(EventEmitter):
+    """A member of the joined channel, with its own WebRTC connection.
+
+    Created only by :class:`MeteredPeer`. Events: StateChange, Track, StreamAdded,
+    StreamRemoved, DataChannelOpened, NegotiationError, IceCandidateError, ConnectionReset.
+    """
+
+    def __init__(
+        self,
+        owner: MeteredPeer,
+        peer_id: str,
+        metadata: dict[str, Any] | None,
+        polite: bool,
+    ) -> None:
+        self._init_emitter(owner._log)
+        self._owner = owner
+        self.id = peer_id
+        self.metadata = metadata
+        self._neg = neg.initial_state(polite)
+        self._loop = asyncio.get_running_loop()
+        self._inbox: deque[neg.Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._removed = False
+        self._track_meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._track_meta_extra: dict[str, tuple[str | None, str | None]] = {}
+        self._attached: dict[int, _Attached] = {}  # id(original track) -> attachment
+        self._channels: list[Any] = []
+        self._inbound_streams: dict[str, MediaStream] = {}
+        self._stream_tracks: dict[str, set[Any]] = {}
+        self._stream_mids: dict[str, set[str]] = {}
+        self._ever_connected = False
+        self._negotiated_extmap: dict[str, int] = {}
+        self._applying_remote_sdp: str | None = None
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(MAX_OUTBOX)
+        self.pc: Any = self._make_pc()
+        self._pc_generation = 0
+        self._wire_pc(self.pc, 0)
+        self._worker = asyncio.ensure_future(self._run())
+        self._sender = asyncio.ensure_future(self._send_loop())
+
+    # --- public -------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._neg.peer_state
+
+    @property
+    def polite(self) -> bool:
+        return self._neg.polite
+
+    def __repr__(self) -> str:
+        return f"<RemotePeer id={self.id} state={self.state}>"
+
+    async def send(self, data: Any) -> None:
+        """Same as ``peer.send_to(remote.id, data)``."""
+        if self._removed:
+            raise MeteredRealtimeError(f"RemotePeer {self.id} is closed")
+        await self._owner.send_to(self.id, data)
+
+    def create_data_channel(self, label: str, **kwargs: Any) -> Any:
+        """Create a raw aiortc data channel on the current connection; wrap it in DataChannel."""
+        if self._removed:
+            raise MeteredRealtimeError(f"RemotePeer {self.id} is closed")
+        channel = self.pc.createDataChannel(label, **kwargs)
+        self._channels.append(channel)
+        sctp = getattr(self.pc, "sctp", None)
+        if sctp is None or getattr(sctp, "mid", None) is None:
+            self._feed(neg.NegotiationNeeded())
+        return channel
+
+    # --- track metadata cache ------------------------------------------------
+
+    def _store_track_meta(
+        self,
+        track_id: str,
+        metadata: dict[str, Any] | None,
+        kind: str | None,
+        stream_id: str | None,
+    ) -> None:
+        if metadata is None:
+            self._track_meta.pop(track_id, None)
+            self._track_meta_extra.pop(track_id, None)
+            return
+        if track_id in self._track_meta:
+            self._track_meta[track_id] = metadata
+        else:
+            self._track_meta[track_id] = metadata
+            while len(self._track_meta) > MAX_TRACK_META:
+                old, _ = self._track_meta.popitem(last=False)
+                self._track_meta_extra.pop(old, None)
+        self._track_meta_extra[track_id] = (kind, stream_id)
+
+    def _lookup_meta(self, msid_track: str | None, track: Any, stream_id: str | None) -> Any:
+        for key in (msid_track, getattr(track, "id", None)):
+            if key and key in self._track_meta:
+                return self._track_meta[key]
+        if stream_id is None:
+            return None
+        kind = getattr(track, "kind", None)
+        found = [
+            self._track_meta[t]
+            for t, (k, s) in self._track_meta_extra.items()
+            if s == stream_id and k == kind and t in self._track_meta
+        ]
+        if found and all(f == found[0] for f in found):
+            return found[0]
+        return None
+
+    # --- outbound messages ----------------------------------------------------
+
+    def _enqueue_direct(self, data: dict[str, Any]) -> None:
+        if self._removed:
+            return
+        try:
+            self._outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            self._owner._log.warning("outbound queue full; message dropped", {"peer": self.id})
+
+    async def _send_loop(self) -> None:
+        while True:
+            data = await self._outbox.get()
+            if data is None:
+                return
+            try:
+                await self._owner._client.send(self.id, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._owner._log.debug(
+                    "direct send failed", {"peer": self.id, "error": type(exc).__name__}
+                )
+
+    # --- connection building ----------------------------------------------------
+
+    def _make_pc(self) -> Any:
+        return self._owner._new_pc()
+
+    def _wire_pc(self, pc: Any, generation: int) -> None:
+        def on_state() -> None:
+            self._feed(neg.ConnectionStateChanged(generation, str(pc.connectionState)))
+
+        def on_track(track: Any) -> None:
+            if generation == self._pc_generation and pc is self.pc:
+                self._on_track(pc, track)
+
+        def on_datachannel(channel: Any) -> None:
+            if pc is self.pc:
+                self.emit(DataChannelOpened(channel))
+
+        pc.on("connectionstatechange", on_state)
+        pc.on("track", on_track)
+        pc.on("datachannel", on_datachannel)
+
+    def _attach_all(self) -> None:
+        """Attach every local track the owner publishes to the current connection."""
+        for local in list(self._owner._local.values()):
+            self._attach(local.track, local.stream)
+
+    def _attach(self, track: Any, stream: MediaStream | None) -> bool:
+        if id(track) in self._attached or self._removed:
+            return False
+        proxy = self._owner._copy_of(track)
+        sender = self.pc.addTrack(proxy)
+        stream_id = stream.id if stream is not None else NO_STREAM
+        sender._stream_id = stream_id  # aiortc: msid stream id of this sender
+        transceiver = next((t for t in self.pc.getTransceivers() if t.sender is sender), None)
+        self._attached[id(track)] = _Attached(proxy, sender, transceiver, stream_id)
+        return True
+
+    def _detach(self, track: Any) -> bool:
+        att = self._attached.pop(id(track), None)
+        if att is None:
+            return False
+        with contextlib.suppress(Exception):
+            att.sender.replaceTrack(None)
+        if att.transceiver is not None:
+            direction = att.transceiver.direction
+            att.transceiver.direction = (
+                "recvonly" if direction in ("sendrecv", "recvonly") else "inactive"
+            )
+        with contextlib.suppress(Exception):
+            att.proxy.stop()
+        return True
+
+    def _replace(self, old: Any, new: Any | None) -> bool:
+        """Swap the copy of ``old`` for a copy of ``new`` without renegotiation."""
+        att = self._attached.get(id(old))
+        if att is None:
+            return False
+        proxy = self._owner._copy_of(new) if new is not None else None
+        att.sender.replaceTrack(proxy)
+        with contextlib.suppress(Exception):
+            att.proxy.stop()
+        del self._attached[id(old)]
+        if new is not None:
+            att.proxy = proxy
+            self._attached[id(new)] = att
+        return True
+
+    def _unsatisfied(self) -> bool:
+        for att in self._attached.values():
+            t = att.transceiver
+            if t is None or t.mid is None:
+                return True
+            if getattr(t, "currentDirection", None) not in ("sendrecv", "sendonly"):
+                return True
+        if self._channels:
+            sctp = getattr(self.pc, "sctp", None)
+            if sctp is None or getattr(sctp, "mid", None) is None:
+                return True
+        return False
+
+    # --- event loop -------------------------------------------------------------
+
+    def _feed(self, event: neg.Event) -> None:
+        if self._removed and not isinstance(event, neg.Close):
+            return
+        if len(self._inbox) >= MAX_INBOX:
+            self._owner._log.warning("negotiation inbox full; event dropped", {"peer": self.id})
+            return
+        self._inbox.append(event)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            while not self._inbox:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            item = self._inbox.popleft()
+            try:
+                await self._handle(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let one bad event stop the worker
+                self._owner._log.error(
+                    "negotiation step failed", {"peer": self.id, "error": repr(exc)}
+                )
+            if self._neg.closed:
+                return
+
+    async def _handle(self, event: neg.Event) -> None:
+        now = self._loop.time()
+        self._neg, actions = neg.decide(self._neg, event, now)
+        for action in actions:
+            await self._do(action)
+
+    async def _do(self, a: neg.Action) -> None:
+        if isinstance(a, neg.ScheduleAt):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(a.when, self._feed, neg.Tick())
+        elif isinstance(a, neg.SetPeerState):
+            if a.to == "connected":
+                self._ever_connected = True
+            self.emit(StateChange(a.from_, a.to))
+        elif isinstance(a, neg.SendSignal):
+            self._enqueue_direct(a.payload)
+        elif isinstance(a, neg.MakeOffer):
+            await self._make_offer(a.generation)
+        elif isinstance(a, neg.ApplyRemoteOffer):
+            await self._apply_offer(a.generation, a.sdp)
+        elif isinstance(a, neg.ApplyRemoteAnswer):
+            await self._apply_answer(a.generation, a.sdp)
+        elif isinstance(a, neg.AddCandidate):
+            await self._add_candidate(a)
+        elif isinstance(a, neg.Rebuild):
+            await self._rebuild(a)
+        elif isinstance(a, neg.ReportError):
+            self.emit(NegotiationError(scrub_exception(a.error)))
+        elif isinstance(a, neg.ReportExhausted):
+            self.emit(NegotiationError(IceRestartExhaustedError(a.attempts)))
+        # Ignore: nothing to do.
+
+    # --- aiortc operations --------------------------------------------------------
+
+    def _description(self, kind: str, sdp: str) -> Any:
+        from aiortc import RTCSessionDescription
+
+        return RTCSessionDescription(sdp=sdp, type=kind)
+
+    async def _make_offer(self, generation: int) -> None:
+        pc = self.pc
+        try:
+            offer = await pc.createOffer()
+            text = sdp_util.pin_extmap_ids(offer.sdp, self._negotiated_extmap)
+            await pc.setLocalDescription(self._description("offer", text))
+            local = pc.localDescription.sdp
+        except Exception as exc:
+            await self._handle(neg.DescriptionFailed(generation, "local-offer", exc))
+            return
+        await self._handle(neg.LocalDescriptionReady(generation, "offer", local))
+
+    async def _apply_offer(self, generation: int, text: str) -> None:
+        pc = self.pc
+        try:
+            if not sdp_util.looks_like_sdp(text):
+                raise MeteredRealtimeError("remote offer is not an SDP description")
+            self._applying_remote_sdp = text
+            await pc.setRemoteDescription(self._description("offer", text))
+            self._after_remote_description(pc, text)
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+            local = pc.localDescription.sdp
+        except Exception as exc:
+            await self._handle(neg.DescriptionFailed(generation, "remote-offer", exc))
+            return
+        finally:
+            self._applying_remote_sdp = None
+        self._negotiated_extmap = sdp_util.extmap_ids(text)
+        await self._handle(
+            neg.LocalDescriptionReady(generation, "answer", local, unsatisfied=self._unsatisfied())
+        )
+
+    async def _apply_answer(self, generation: int, text: str) -> None:
+        pc = self.pc
+        try:
+            if not sdp_util.looks_like_sdp(text):
+                raise MeteredRealtimeError("remote answer is not an SDP description")
+            self._applying_remote_sdp = text
+            await pc.setRemoteDescription(self._description("answer", text))
+            self._after_remote_description(pc, text)
+        except Exception as exc:
+            await self._handle(neg.DescriptionFailed(generation, "remote-answer", exc))
+            return
+        finally:
+            self._applying_remote_sdp = None
+        self._negotiated_extmap = sdp_util.extmap_ids(text)
+        await self._handle(neg.RemoteAnswerApplied(generation))
+
+    async def _add_candidate(self, a: neg.AddCandidate) -> None:
+        init = a.init
+        text = str(init.get("candidate", ""))
+        try:
+            from aiortc.sdp import candidate_from_sdp
+
+            body = text[len("candidate:") :] if text.startswith("candidate:") else text
+            candidate = candidate_from_sdp(body)
+            mid = init.get("sdpMid")
+            index = init.get("sdpMLineIndex")
+            candidate.sdpMid = mid if isinstance(mid, str) else None
+            candidate.sdpMLineIndex = index if isinstance(index, int) else None
+            if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
+                candidate.sdpMLineIndex = 0
+        except Exception:
+            return  # malformed: dropped silently
+        try:
+            await self.pc.addIceCandidate(candidate)
+        except Exception as exc:
+            if a.report_errors:
+                self.emit(IceCandidateError(scrub_exception(exc)))
+
+    async def _rebuild(self, a: neg.Rebuild) -> None:
+        old = self.pc
+        had_channels = bool(self._channels)
+        self._channels = []
+        for att in self._attached.values():
+            with contextlib.suppress(Exception):
+                att.proxy.stop()
+        self._attached = {}
+        self._inbound_streams = {}
+        self._stream_tracks = {}
+        self._stream_mids = {}
+        self._pc_generation = a.generation
+        self.pc = self._make_pc()
+        self._wire_pc(self.pc, a.generation)
+        if a.reason == "reconcile":
+            self._owner._announce_tracks(self)
+        self._attach_all()
+        grace = ROLLBACK_GRACE if a.reason in ("collision", "ufrag") else 0.0
+        self._owner._spawn(self._close_pc(old, grace))
+        if self._ever_connected or had_channels or a.reason == "reconcile":
+            self.emit(ConnectionReset(self))
+        if a.reason == "reconcile" and (self._attached or self._owner._local):
+            self._feed(neg.NegotiationNeeded())
+
+    async def _close_pc(self, pc: Any, grace: float) -> None:
+        if grace > 0:
+            await asyncio.sleep(grace)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pc.close(), PC_CLOSE_CAP)
+
+    # --- inbound media ------------------------------------------------------------
+
+    def _remote_sdp(self, pc: Any) -> str | None:
+        if self._applying_remote_sdp is not None:
+            return self._applying_remote_sdp
+        desc = getattr(pc, "remoteDescription", None)
+        return getattr(desc, "sdp", None)
+
+    def _on_track(self, pc: Any, track: Any) -> None:
+        mid = None
+        for t in pc.getTransceivers():
+            if t.receiver is not None and getattr(t.receiver, "track", None) is track:
+                mid = t.mid
+                break
+        msid = sdp_util.msid_by_mid(self._remote_sdp(pc)).get(mid or "")
+        stream_id = msid[0] if msid and msid[0] != NO_STREAM else None
+        msid_track = msid[1] if msid else None
+        metadata = self._lookup_meta(msid_track, track, stream_id)
+        streams: tuple[MediaStream, ...] = ()
+        added: MediaStream | None = None
+        if stream_id is not None:
+            stream = self._inbound_streams.get(stream_id)
+            if stream is None:
+                stream = MediaStream(id=stream_id)
+                self._inbound_streams[stream_id] = stream
+                self._stream_tracks[stream_id] = set()
+                self._stream_mids[stream_id] = set()
+                added = stream
+            stream.add_track(track)
+            self._stream_tracks[stream_id].add(track)
+            if mid is not None:
+                self._stream_mids[stream_id].add(mid)
+            streams = (stream,)
+            generation = self._pc_generation
+
+            def on_ended() -> None:
+                if generation != self._pc_generation:
+                    return
+                self._track_ended(stream_id, track)
+
+            with contextlib.suppress(Exception):
+                track.on("ended", on_ended)
+        self.emit(Track(track, streams, metadata))
+        if added is not None:
+            self.emit(StreamAdded(added, metadata))
+
+    def _track_ended(self, stream_id: str, track: Any) -> None:
+        tracks = self._stream_tracks.get(stream_id)
+        if tracks is None:
+            return
+        tracks.discard(track)
+        if not tracks:
+            self._drop_inbound_stream(stream_id)
+
+    def _drop_inbound_stream(self, stream_id: str) -> None:
+        stream = self._inbound_streams.pop(stream_id, None)
+        self._stream_tracks.pop(stream_id, None)
+        self._stream_mids.pop(stream_id, None)
+        if stream is not None:
+            self.emit(StreamRemoved(stream))
+
+    def _after_remote_description(self, pc: Any, text: str) -> None:
+        """Fire StreamRemoved for streams whose m-sections stopped sending (§14.9)."""
+        sending: dict[str, bool] = {}
+        for section in sdp_util.parse_sections(text):
+            if section.mid is None:
+                continue
+            sends = section.port != 0 and section.direction in (None, "sendrecv", "sendonly")
+            sending[section.mid] = sends and bool(section.msid)
+        for stream_id, mids in list(self._stream_mids.items()):
+            if mids and all(not sending.get(m, False) for m in mids):
+                self._drop_inbound_stream(stream_id)
+
+    # --- lifecycle used by MeteredPeer -----------------------------------------------
+
+    def _signal(self, data: Mapping[str, Any]) -> None:
+        if data.get("type") == "rtc-ice":
+            cand = data.get("candidate")
+            self._feed(neg.RemoteCandidate(cand if isinstance(cand, Mapping) else None))
+            return
+        desc = data.get("description")
+        if not isinstance(desc, Mapping):
+            return
+        text = desc.get("sdp")
+        if not isinstance(text, str):
+            return
+        if desc.get("type") == "offer":
+            self._feed(neg.RemoteOffer(text))
+        elif desc.get("type") == "answer":
+            self._feed(neg.RemoteAnswer(text))
+
+    def _local_changed(self) -> None:
+        self._feed(neg.NegotiationNeeded())
+
+    def _signalling_lost(self) -> None:
+        self._feed(neg.SignallingLost())
+
+    def _swap(self, polite: bool) -> None:
+        self._feed(neg.Reconcile(polite))
+
+    async def _close(self) -> None:
+        """Removed from the room: state closed, connection closed, worker stopped."""
+        if self._removed:
+            return
+        self._feed(neg.Close())
+        self._removed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self._worker), 2.0)
+        if not self._worker.done():
+            self._worker.cancel()
+        if self._neg.peer_state != "closed":  # the worker was stuck: close by hand
+            before = self._neg.peer_state
+            self._neg = neg.NegotiationState(polite=self._neg.polite, peer_state="closed")
+            self.emit(StateChange(before, "closed"))
+        self._sender.cancel()
+        for att in self._attached.values():
+            with contextlib.suppress(Exception):
+                att.proxy.stop()
+        self._attached = {}
+        await self._close_pc(self.pc, 0.0)
+        self._teardown_emitter()
