@@ -220,44 +220,46 @@ async def test_token_expiry_4002_fetches_a_new_token(server: Any, proxy: FaultPr
 
 
 async def test_4010_raises_next_delay_to_30s_floor(server_factory: Any) -> None:
-    async with server_factory(max_connections_per_app=1) as srv:
-        async with FaultProxy("127.0.0.1", srv.server.port) as proxy:
-            sleep = ManualSleep()
-            client = SignallingClient(
-                api_key=srv.api_key, url=proxy.url, _sleep=sleep, _random=lambda: -1.0
-            )
-            disconnected = client.events(Disconnected)
-            connected = client.events(Connected)
-            await client.connect()
-            assert not (await next_event(connected)).is_reconnect
-            proxy.cut()
-            assert (await next_event(disconnected)).code == 1006
-            delay1, release1 = await sleep.next_call()
-            assert delay1 == pytest.approx(0.4)  # 0.5 s with -20 % jitter
-            blocker = SignallingClient(api_key=srv.api_key, url=srv.url)
-            for _ in range(50):  # the server frees the cut connection's slot asynchronously
-                try:
-                    await blocker.connect()
-                    break
-                except SignallingConnectError as exc:
-                    assert exc.close_code == 4010
-                    await asyncio.sleep(0.02)
-            assert blocker.state == "connected"
-            release1()
-            over = await next_event(disconnected)
-            assert (over.code, over.will_reconnect) == (4010, True)
-            delay2, release2 = await sleep.next_call()
-            assert delay2 >= 24.0  # 30 s floor with the largest negative jitter
-            await blocker.close()
-            release2()
-            assert (await next_event(connected)).is_reconnect
-            # the floor is applied once: attempt numbering restarts after the welcome
-            proxy.cut()
-            await next_event(disconnected)
-            delay3, release3 = await sleep.next_call()
-            assert delay3 == pytest.approx(0.4)
-            release3()
-            await client.close()
+    async with (
+        server_factory(max_connections_per_app=1) as srv,
+        FaultProxy("127.0.0.1", srv.server.port) as proxy,
+    ):
+        sleep = ManualSleep()
+        client = SignallingClient(
+            api_key=srv.api_key, url=proxy.url, _sleep=sleep, _random=lambda: -1.0
+        )
+        disconnected = client.events(Disconnected)
+        connected = client.events(Connected)
+        await client.connect()
+        assert not (await next_event(connected)).is_reconnect
+        proxy.cut()
+        assert (await next_event(disconnected)).code == 1006
+        delay1, release1 = await sleep.next_call()
+        assert delay1 == pytest.approx(0.4)  # 0.5 s with -20 % jitter
+        blocker = SignallingClient(api_key=srv.api_key, url=srv.url)
+        for _ in range(50):  # the server frees the cut connection's slot asynchronously
+            try:
+                await blocker.connect()
+                break
+            except SignallingConnectError as exc:
+                assert exc.close_code == 4010
+                await asyncio.sleep(0.02)
+        assert blocker.state == "connected"
+        release1()
+        over = await next_event(disconnected)
+        assert (over.code, over.will_reconnect) == (4010, True)
+        delay2, release2 = await sleep.next_call()
+        assert delay2 >= 24.0  # 30 s floor with the largest negative jitter
+        await blocker.close()
+        release2()
+        assert (await next_event(connected)).is_reconnect
+        # the floor is applied once: attempt numbering restarts after the welcome
+        proxy.cut()
+        await next_event(disconnected)
+        delay3, release3 = await sleep.next_call()
+        assert delay3 == pytest.approx(0.4)
+        release3()
+        await client.close()
 
 
 async def test_max_attempts_is_honoured(server: Any, proxy: FaultProxy) -> None:
