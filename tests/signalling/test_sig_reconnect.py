@@ -383,3 +383,90 @@ async def test_going_away_then_1001_reconnects(server_factory: Any) -> None:
         await sleep.next_call()
         await client.close()
         await asyncio.wait_for(drain, 5)
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.changed = asyncio.Event()
+
+    def _add(self, level: str, msg: str, ctx: Any) -> None:
+        self.lines.append((level, msg, ctx))
+        self.changed.set()
+
+    def debug(self, msg: str, ctx: Any = None) -> None:
+        self._add("debug", msg, ctx)
+
+    def info(self, msg: str, ctx: Any = None) -> None:
+        self._add("info", msg, ctx)
+
+    def warning(self, msg: str, ctx: Any = None) -> None:
+        self._add("warning", msg, ctx)
+
+    def error(self, msg: str, ctx: Any = None) -> None:
+        self._add("error", msg, ctx)
+
+    def count(self, text: str) -> int:
+        return sum(1 for _, m, _ in self.lines if text in m)
+
+
+async def test_replay_retries_three_times_then_gives_up(server: Any, proxy: FaultProxy) -> None:
+    calls = 0
+
+    def provider() -> str:
+        nonlocal calls
+        calls += 1
+        # after the reconnect the token no longer covers "room": the replay is refused
+        return server.mint(ttl=600, channels=["room", "other"] if calls == 1 else ["other"])
+
+    log = _Lines()
+    client = client_for(proxy.url, token_provider=provider, logger=log, _replay_delay=0.05)
+    connected = client.events(Connected)
+    await client.connect()
+    await client.subscribe("room")
+    await client.subscribe("other")
+    proxy.cut()
+    await event_matching(connected, lambda c: c.is_reconnect)
+    await until(lambda: log.count("gave up") == 1)
+    assert log.count("replayed subscribe failed; retrying") == 3
+    assert "room" in client.subscriptions  # still recorded; a later reconnect replays again
+    await client.close()
+
+
+async def test_unsubscribe_cancels_replay_retries(server: Any, proxy: FaultProxy) -> None:
+    calls = 0
+
+    def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return server.mint(ttl=600, channels=["room", "x"] if calls == 1 else ["x"])
+
+    log = _Lines()
+    client = client_for(proxy.url, token_provider=provider, logger=log, _replay_delay=0.3)
+    connected = client.events(Connected)
+    await client.connect()
+    await client.subscribe("room")
+    proxy.cut()
+    await event_matching(connected, lambda c: c.is_reconnect)
+    await until(lambda: log.count("replayed subscribe failed; retrying") == 1)
+    await client.unsubscribe("room")
+    assert not client._replays
+    with pytest.raises(TimeoutError):
+        await until(lambda: log.count("replayed subscribe failed; retrying") > 1, timeout=0.6)
+    await client.close()
+
+
+async def test_inbound_frame_over_1mib_closes_1009_and_reconnects(server_factory: Any) -> None:
+    async with server_factory(max_message_size=2_000_000) as srv:
+        big_sender = SignallingClient(api_key=srv.api_key, url=srv.url)
+        client = client_for(srv.url, api_key=srv.api_key)
+        disconnected = client.events(Disconnected)
+        connected = client.events(Connected)
+        async with big_sender:
+            await client.connect()
+            await client.subscribe("room")
+            await big_sender.publish("room", "y" * 1_100_000)
+            drop = await next_event(disconnected)
+            assert (drop.code, drop.will_reconnect) == (1009, True)
+            await event_matching(connected, lambda c: c.is_reconnect)
+        await client.close()

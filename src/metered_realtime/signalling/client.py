@@ -517,9 +517,7 @@ class SignallingClient(EventEmitter):
         if self._local_close is not None:
             code, reason = self._local_close
         else:
-            proto = ws.protocol
-            code = proto.close_code if proto.close_code is not None else 1006
-            reason = proto.close_reason or ""
+            code, reason = _close_info(ws)
         return code, scrub(reason, self._secrets()), welcomed
 
     async def _close_ws(self, ws: ClientConnection, code: int, reason: str) -> None:
@@ -697,6 +695,15 @@ def _classify_open_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, asyncio.TimeoutError):
         return 1006, "TimeoutError"
     return 1006, type(exc).__name__
+
+
+def _close_info(ws: ClientConnection) -> tuple[int, str]:
+    """Code and reason of a finished socket: the peer's close frame, else ours, else 1006."""
+    proto = ws.protocol
+    frame = proto.close_rcvd if proto.close_rcvd is not None else proto.close_sent
+    if frame is None:
+        return 1006, ""
+    return int(frame.code), frame.reason or ""
 
 
 def _consume_future(fut: asyncio.Future[Any]) -> None:
