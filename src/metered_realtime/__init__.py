@@ -82,16 +82,15 @@ from .signalling import (
 
 if TYPE_CHECKING:  # resolved lazily at runtime, see __getattr__
     from typing import Any as AudioSource
-    from typing import Any as DataChannel
-    from typing import Any as MediaStream
-    from typing import Any as MeteredPeer
-    from typing import Any as RemotePeer
     from typing import Any as from_camera
     from typing import Any as from_file
     from typing import Any as from_microphone
     from typing import Any as from_rtsp
     from typing import Any as iter_frames
     from typing import Any as screen_share
+
+    from .media import MediaStream
+    from .peer import DataChannel, MeteredPeer, RemotePeer
 
 __version__ = "1.0.2"
 
