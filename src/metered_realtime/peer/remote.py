@@ -41,6 +41,18 @@ PC_CLOSE_CAP = 2.0
 #: sent reaches the remote before the old DTLS session's close does.
 ROLLBACK_GRACE = 1.0
 NO_STREAM = "-"
+STOP_REPLACED_AFTER = 1.0
+
+
+def _settle_unmatched_transceivers(pc: Any) -> None:
+    """Work around aiortc: setLocalDescription(answer) fails on a transceiver the offer
+    did not mention (its offer direction is None, "None is not in list"). Such a
+    transceiver (local media attached before the offer arrived) stays inactive until
+    the follow-up offer negotiates it.
+    """
+    for t in pc.getTransceivers():
+        if t.mid is None and getattr(t, "_offerDirection", "") is None:
+            t._offerDirection = "inactive"
 
 
 class _Attached:
@@ -236,9 +248,21 @@ class RemotePeer(EventEmitter):
             att.transceiver.direction = (
                 "recvonly" if direction in ("sendrecv", "recvonly") else "inactive"
             )
-        with contextlib.suppress(Exception):
-            att.proxy.stop()
+        self._stop_later(att.proxy)
         return True
+
+    def _stop_later(self, proxy: Any) -> None:
+        """Stop a replaced relay copy once the sender has moved off it.
+
+        aiortc's sender may be suspended in the old copy's ``recv()``; an unbuffered relay
+        copy that is stopped at once never wakes it, which would freeze the sender.
+        """
+
+        def stop() -> None:
+            with contextlib.suppress(Exception):
+                proxy.stop()
+
+        self._loop.call_later(STOP_REPLACED_AFTER, stop)
 
     def _replace(self, old: Any, new: Any | None) -> bool:
         """Swap the copy of ``old`` for a copy of ``new`` without renegotiation."""
@@ -247,8 +271,7 @@ class RemotePeer(EventEmitter):
             return False
         proxy = self._owner._copy_of(new) if new is not None else None
         att.sender.replaceTrack(proxy)
-        with contextlib.suppress(Exception):
-            att.proxy.stop()
+        self._stop_later(att.proxy)
         del self._attached[id(old)]
         if new is not None:
             att.proxy = proxy
@@ -357,6 +380,7 @@ class RemotePeer(EventEmitter):
             await pc.setRemoteDescription(self._description("offer", text))
             self._after_remote_description(pc, text)
             answer = await pc.createAnswer()
+            _settle_unmatched_transceivers(pc)
             await pc.setLocalDescription(answer)
             local = pc.localDescription.sdp
         except Exception as exc:
