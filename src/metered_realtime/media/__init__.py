@@ -1,11 +1,74 @@
-"""Media grouping and (later) media-input helpers. Importing this module needs no aiortc."""
+"""Media grouping and media helpers (SDK.md sections 9 and 14.10).
+
+Importing this module needs no aiortc: ``MediaStream`` is plain Python, and the helpers
+(which need the ``webrtc`` extra, aiortc + av) load on first attribute access.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .stream import MediaStream
 
 StreamMetadata = dict[str, Any]
 
-__all__ = ["MediaStream", "StreamMetadata"]
+if TYPE_CHECKING:
+    from .audio_source import AudioSource
+    from .capture import (
+        from_camera,
+        from_file,
+        from_microphone,
+        from_rtsp,
+        iter_frames,
+        screen_share,
+    )
+    from .generators import SilenceSource, ToneSource
+    from .recorder import Recorder
+    from .sinks import AudioSink, VideoFrameSink
+
+#: helper name -> submodule defining it (imported on first access; needs aiortc + av).
+_LAZY: dict[str, str] = {
+    "AudioSource": "audio_source",
+    "iter_frames": "capture",
+    "from_file": "capture",
+    "from_rtsp": "capture",
+    "from_camera": "capture",
+    "from_microphone": "capture",
+    "screen_share": "capture",
+    "ToneSource": "generators",
+    "SilenceSource": "generators",
+    "AudioSink": "sinks",
+    "VideoFrameSink": "sinks",
+    "Recorder": "recorder",
+}
+
+__all__ = [
+    "AudioSink",
+    "AudioSource",
+    "MediaStream",
+    "Recorder",
+    "SilenceSource",
+    "StreamMetadata",
+    "ToneSource",
+    "VideoFrameSink",
+    "from_camera",
+    "from_file",
+    "from_microphone",
+    "from_rtsp",
+    "iter_frames",
+    "screen_share",
+]
+
+
+def __getattr__(name: str) -> Any:
+    submodule = _LAZY.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
