@@ -220,3 +220,32 @@ def test_client_repr_and_vars_hold_no_secret() -> None:
     assert secret not in repr(vars(client))
     with pytest.raises(TypeError):
         pickle.dumps(client)
+
+
+@given(st.text(max_size=80))
+def test_url_validation_never_crashes_and_is_idempotent(url: str) -> None:
+    try:
+        origin = validate_base_url(url)
+    except ValueError:
+        return
+    assert origin.startswith(("ws://", "wss://"))
+    assert validate_base_url(origin) == origin
+
+
+@given(
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-100, 100)),
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-100, 100)),
+)
+def test_timeouts_validation(token_timeout: float, inactivity: float) -> None:
+    ok = (not math.isnan(token_timeout) and token_timeout > 0) and not math.isnan(inactivity)
+    try:
+        client = make(
+            token_provider=lambda: "t",
+            token_provider_timeout=token_timeout,
+            inactivity_timeout=inactivity,
+        )
+    except ValueError:
+        assert not ok
+    else:
+        assert ok
+        assert client._watchdog == (0 < inactivity < math.inf)

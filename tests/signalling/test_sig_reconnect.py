@@ -470,3 +470,34 @@ async def test_inbound_frame_over_1mib_closes_1009_and_reconnects(server_factory
             assert (drop.code, drop.will_reconnect) == (1009, True)
             await event_matching(connected, lambda c: c.is_reconnect)
         await client.close()
+
+
+async def test_subscribe_cut_mid_flight_is_kept_and_replayed(
+    server: Any, proxy: FaultProxy
+) -> None:
+    client = client_for(proxy.url, api_key=server.api_key)
+    presence = client.events(Presence)
+    connected = client.events(Connected)
+    await client.connect()
+    proxy.stall()
+    task = asyncio.ensure_future(client.subscribe("late-room"))
+    await until(lambda: len(client._acks) == 1)
+    proxy.cut()
+    proxy.resume()
+    with pytest.raises(DisconnectedError):
+        await asyncio.wait_for(task, 5)
+    assert "late-room" in client.subscriptions  # it may have reached the server
+    await event_matching(connected, lambda c: c.is_reconnect)
+    snap = await event_matching(presence, lambda p: p.channel == "late-room")
+    assert snap.joined == ()
+    await client.close()
+
+
+async def test_delayed_link_still_works(server: Any, proxy: FaultProxy) -> None:
+    proxy.delay(0.05)
+    client = client_for(proxy.url, api_key=server.api_key)
+    started = time.monotonic()
+    await client.connect()
+    await client.publish("room", 1)
+    assert time.monotonic() - started >= 0.2  # handshake, welcome, publish, ack each delayed
+    await client.close()
