@@ -249,3 +249,11 @@ def test_timeouts_validation(token_timeout: float, inactivity: float) -> None:
     else:
         assert ok
         assert client._watchdog == (0 < inactivity < math.inf)
+
+
+def test_options_copy_but_never_pickle() -> None:
+    opts = SignallingClientOptions(api_key=KEY, inactivity_timeout=5)
+    assert copy.copy(opts) == opts and copy.copy(opts) is not opts
+    assert copy.deepcopy(opts) == opts
+    with pytest.raises(TypeError):
+        pickle.dumps(opts, protocol=2)

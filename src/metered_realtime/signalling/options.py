@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,15 @@ class SignallingClientOptions:
 
     def __reduce__(self) -> Any:
         raise TypeError("SignallingClientOptions holds a credential and cannot be pickled")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("SignallingClientOptions holds a credential and cannot be pickled")
+
+    def __copy__(self) -> SignallingClientOptions:
+        return dataclasses.replace(self)
+
+    def __deepcopy__(self, memo: Any) -> SignallingClientOptions:
+        return dataclasses.replace(self)
 
 
 @dataclass(frozen=True)
