@@ -87,6 +87,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat", "rb") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 def payload(tag: str, seq: int, ts_ns: int) -> str:
     head = f"{tag}{seq:0{SEQ_DIGITS}d}{ts_ns:0{TS_DIGITS}d}"
     return head + "x" * (PAYLOAD_BYTES - 2 - len(head))
@@ -138,6 +147,10 @@ class Conn(asyncio.Protocol):
         self.members = 0
         self.settled = False
         self.close_code: int | None = None
+        self.opened = False  # handshake done and, with expect_welcome, the welcome seen
+        # Fast path: message frames are counted into `sink.delivered` without a call, unless
+        # `sink.latency_on` (then on_text sees them).
+        self.sink: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -168,6 +181,7 @@ class Conn(asyncio.Protocol):
             self._fail(ConnectionError(f"upgrade refused: {status.decode(errors='replace')}"))
             return None
         if not self.expect_welcome and not self.ready.done():
+            self.opened = True
             self.ready.set_result(None)
         return rest
 
@@ -187,6 +201,9 @@ class Conn(asyncio.Protocol):
         n = len(buf)
         pos = 0
         on_text = self.on_text
+        sink = self.sink
+        fast = sink is not None and not sink.latency_on
+        counted = 0
         while n - pos >= 2:
             b1 = buf[pos + 1] & 0x7F
             if b1 < 126:
@@ -206,10 +223,13 @@ class Conn(asyncio.Protocol):
                 break
             opcode = buf[pos] & 0x0F
             if opcode == 0x1:
-                if not self.ready.done():
-                    self.ready.set_result(None)  # the welcome
-                else:
+                if fast and buf.startswith(MSG_PREFIX, start):
+                    counted += 1
+                elif self.opened:
                     on_text(self, buf, start, end)
+                else:
+                    self.opened = True
+                    self.ready.set_result(None)  # the welcome
             elif opcode == 0x9:  # ping -> pong
                 self.transport.write(client_frame(buf[start:end], 0xA))  # type: ignore[union-attr]
             elif opcode == 0x8:  # close: answer and let the server close TCP
@@ -219,6 +239,8 @@ class Conn(asyncio.Protocol):
                     self.transport.write(client_frame(buf[start : start + 2], 0x8))  # type: ignore[union-attr]
             # continuation / binary / pong frames are not used by either server here
             pos = end
+        if counted:
+            sink.delivered += counted
         self.buf = buf[pos:] if pos < n else b""
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -318,6 +340,7 @@ class Worker:
                     failures.append(repr(exc))
                     return
                 conn.closed.add_done_callback(self.on_lost)
+                conn.sink = self
                 self.conns.append(conn)
 
         await asyncio.gather(*(one() for _ in range(int(cmd["count"]))))
@@ -657,6 +680,7 @@ class Run:
             if mark is None and now >= warm_end:
                 mark = (now, self.delivered(), cpu_seconds(self.server.pid))  # type: ignore[union-attr]
                 worker_cpu0 = [cpu_seconds(w.proc.pid) for w in self.workers]
+                busy0 = machine_busy()
             if now >= end:
                 break
             in_flight = pub.sent * n - self.delivered() - base
@@ -668,6 +692,7 @@ class Run:
         assert mark is not None
         t1, d1, c1 = time.monotonic(), self.delivered(), cpu_seconds(self.server.pid)  # type: ignore[union-attr]
         worker_cpu = sum(cpu_seconds(w.proc.pid) for w in self.workers) - sum(worker_cpu0)
+        busy1 = machine_busy()
         elapsed = t1 - mark[0]
         deliveries = d1 - mark[1]
         self.max_rate = deliveries / elapsed
@@ -675,7 +700,13 @@ class Run:
         self.result["publishes_per_s"] = round(self.max_rate / n, 1)
         self.result["server_cpu_s_per_100k"] = round((c1 - mark[2]) / deliveries * 1e5, 4)
         self.result["server_cpu_util"] = round((c1 - mark[2]) / elapsed, 3)
-        self.result["subscriber_cpu_util"] = round(worker_cpu / elapsed / len(self.workers), 3)
+        self.result["subscriber_cpu_util"] = round(worker_cpu / elapsed, 3)  # all workers
+        # Saturated subscribers would cap the rate instead of the server: flag it.
+        self.result["subscriber_bound"] = worker_cpu / elapsed / len(self.workers) > 0.95
+        # Busy cores of the whole machine (all processes + kernel) over the window.
+        self.result["machine_busy_cores"] = round(
+            (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) * (os.cpu_count() or 1), 3
+        )
         # Let the pipeline drain before the latency phase.
         await self.drain(pub.sent * n - base, 10)
 
@@ -753,6 +784,14 @@ class Run:
     async def execute(self) -> dict[str, Any]:
         log(f"{self.target}: {self.n} subscribers")
         try:
+            # What else keeps the machine busy (other processes): a run on a busy machine
+            # measures less than the servers can do.
+            before = machine_busy()
+            await asyncio.sleep(0.5)
+            after = machine_busy()
+            self.result["background_busy_cores"] = round(
+                (after[0] - before[0]) / max(1e-9, after[1] - before[1]) * (os.cpu_count() or 1), 3
+            )
             await self.start_server()
             await self.start_workers()
             await self.connect_all()
@@ -763,7 +802,8 @@ class Run:
             log(
                 f"  {self.result['deliveries_per_s']} deliveries/s, server cpu "
                 f"{self.result['server_cpu_util']}, "
-                f"subscribers {self.result['subscriber_cpu_util']}"
+                f"subscribers {self.result['subscriber_cpu_util']}, "
+                f"machine {self.result['machine_busy_cores']} cores"
             )
             await self.latency()
             log(f"  p50 {self.result.get('p50_ms')} ms, p99 {self.result.get('p99_ms')} ms")
@@ -794,27 +834,35 @@ def ratio(a: Any, b: Any) -> float | None:
     return None
 
 
+def best(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The try with the highest sustained rate, listing every try's rate."""
+    ok = [r for r in results if isinstance(r.get("deliveries_per_s"), int)]
+    chosen = dict(max(ok, key=lambda r: r["deliveries_per_s"]) if ok else results[-1])
+    chosen["tries_deliveries_per_s"] = [r.get("deliveries_per_s") for r in results]
+    return chosen
+
+
 async def controller(args: argparse.Namespace) -> dict[str, Any]:
     raise_nofile(max(args.subscribers) + 1024)
     deadline = time.monotonic() + args.budget
     runs = []
     for n in args.subscribers:
-        ours = await Run(args, "metered-realtime", n, deadline).execute()
-        base = await Run(args, "websockets-broadcast", n, deadline).execute()
+        tries: dict[str, list[dict[str, Any]]] = {
+            "metered-realtime": [],
+            "websockets-broadcast": [],
+        }
+        for _ in range(args.repeat):  # alternate, so drift on the machine hits both alike
+            for target, results in tries.items():
+                results.append(await Run(args, target, n, deadline).execute())
+        ours, base = best(tries["metered-realtime"]), best(tries["websockets-broadcast"])
         runs.append(
             {
                 "subscribers": n,
                 "metered_realtime": ours,
                 "baseline": base,
                 "ratio": {
-                    "deliveries_per_s": ratio(
-                        ours.get("deliveries_per_s"), base.get("deliveries_per_s")
-                    ),
-                    "p50_ms": ratio(ours.get("p50_ms"), base.get("p50_ms")),
-                    "p99_ms": ratio(ours.get("p99_ms"), base.get("p99_ms")),
-                    "server_cpu_s_per_100k": ratio(
-                        ours.get("server_cpu_s_per_100k"), base.get("server_cpu_s_per_100k")
-                    ),
+                    key: ratio(ours.get(key), base.get(key))
+                    for key in ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_s_per_100k")
                 },
             }
         )
@@ -822,6 +870,7 @@ async def controller(args: argparse.Namespace) -> dict[str, Any]:
         "bench": "fanout",
         "payload_bytes": PAYLOAD_BYTES,
         "workers": args.workers,
+        "repeat": args.repeat,
         "window": args.window,
         "duration_s": args.duration,
         "baseline_loop": args.baseline_loop,
@@ -835,10 +884,16 @@ async def controller(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="fan-out benchmark (one JSON line on stdout)")
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--workers", type=int, default=2, help="subscriber processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="subscriber processes (default: one per core but the server's)",
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="tries per server, best kept")
     parser.add_argument("--window", type=int, default=32, help="messages in flight (closed loop)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--connect-concurrency", type=int, default=64)
     parser.add_argument("--baseline-loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--server-rate-limit", type=float, default=1e6)
