@@ -755,10 +755,9 @@ class Run:
         self.result["latency_samples"] = len(values)
         self.result["latency_lost"] = expected - len(values) if drained else None
         if values:
-            self.result["p50_ms"] = round(values[len(values) // 2] / 1e6, 3)
-            self.result["p99_ms"] = round(
-                values[min(len(values) - 1, len(values) * 99 // 100)] / 1e6, 3
-            )
+            for pct in (50, 90, 99):
+                value = values[min(len(values) - 1, len(values) * pct // 100)]
+                self.result[f"p{pct}_ms"] = round(value / 1e6, 3)
             self.result["max_ms"] = round(values[-1] / 1e6, 3)
             self.result["mean_ms"] = round(statistics.fmean(values) / 1e6, 3)
         self.result["dropped_connections"] = sum(s["lost"] for s in stats)
