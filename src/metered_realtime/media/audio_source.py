@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import fractions
 import math
@@ -29,6 +30,16 @@ _LAYOUT_CHANNELS = {"mono": 1, "stereo": 2}
 def frame_pcm(frame: Any, channels: int) -> bytes:
     """The interleaved s16 bytes of a packed ``s16`` frame (the plane may carry padding)."""
     return bytes(frame.planes[0])[: frame.samples * channels * 2]
+
+
+def mono_to_stereo(pcm: bytes) -> bytes:
+    """Interleave each 16-bit sample of ``pcm`` twice (mono to stereo at full level)."""
+    mono = array.array("h")
+    mono.frombytes(pcm)
+    stereo = array.array("h", bytes(2 * len(pcm)))
+    stereo[0::2] = mono
+    stereo[1::2] = mono
+    return stereo.tobytes()
 
 
 def pcm_frame(pcm: bytes, layout: str, rate: int) -> Any:
@@ -175,20 +186,33 @@ class AudioSource(MediaStreamTrack):
         key = (str(frame.format.name), str(frame.layout.name), int(frame.sample_rate))
         if key != self._resampler_key:
             self._flush_resampler()
-            self._resampler = AudioResampler(format="s16", layout=OUTPUT_LAYOUT, rate=OUTPUT_RATE)
+            target = "mono" if len(frame.layout.channels) == 1 else OUTPUT_LAYOUT
+            self._resampler = AudioResampler(format="s16", layout=target, rate=OUTPUT_RATE)
             self._resampler_key = key
-        out = b"".join(frame_pcm(f, 2) for f in self._resampler.resample(frame))
+        out = self._to_stereo(self._resampler.resample(frame))
         if append:
             self._buf += out
         return out
+
+    @staticmethod
+    def _to_stereo(frames: list[Any]) -> bytes:
+        """Packed s16 stereo bytes of resampled frames.
+
+        Mono is resampled as mono and then copied to both channels at full level
+        (FFmpeg's own upmix would lower it by 3 dB); other layouts are mixed by FFmpeg.
+        """
+        if not frames:
+            return b""
+        if len(frames[0].layout.channels) == 1:
+            return mono_to_stereo(b"".join(frame_pcm(f, 1) for f in frames))
+        return b"".join(frame_pcm(f, 2) for f in frames)
 
     def _flush_resampler(self) -> None:
         resampler, self._resampler, self._resampler_key = self._resampler, None, None
         if resampler is None:
             return
         try:
-            for f in resampler.resample(None):
-                self._buf += frame_pcm(f, 2)
+            self._buf += self._to_stereo(resampler.resample(None))
         except Exception as err:  # a broken flush only loses the resampler's tail
             self._logger.warning("audio source: resampler flush failed", {"error": repr(err)})
 
