@@ -55,6 +55,36 @@ def _settle_unmatched_transceivers(pc: Any) -> None:
             t._offerDirection = "inactive"
 
 
+def _stalled_transceivers(pc: Any) -> bool:
+    """True when a negotiated sender or receiver never started.
+
+    aiortc starts RTP for a transceiver only if the DTLS transport is already connected
+    when a description is applied; a renegotiation that lands mid-handshake leaves that
+    transceiver silent for good.
+    """
+    for t in pc.getTransceivers():
+        direction = getattr(t, "currentDirection", None)
+        sending = direction in ("sendrecv", "sendonly") and t.sender.track is not None
+        if sending and getattr(t.sender, "_RTCRtpSender__started", True) is False:
+            return True
+        receiving = direction in ("sendrecv", "recvonly")
+        if receiving and getattr(t.receiver, "_RTCRtpReceiver__started", True) is False:
+            return True
+    return False
+
+
+_KICKS: set[asyncio.Future[Any]] = set()
+
+
+def _kick_transports(pc: Any) -> None:
+    """Re-run aiortc's (idempotent) transport start-up once DTLS is connected."""
+    connect = getattr(pc, "_RTCPeerConnection__connect", None)
+    if connect is not None and _stalled_transceivers(pc):
+        task = asyncio.ensure_future(connect())
+        _KICKS.add(task)
+        task.add_done_callback(_KICKS.discard)
+
+
 class _Attached:
     """One local track as attached to the current connection."""
 
@@ -207,7 +237,10 @@ class RemotePeer(EventEmitter):
 
     def _wire_pc(self, pc: Any, generation: int) -> None:
         def on_state() -> None:
-            self._feed(neg.ConnectionStateChanged(generation, str(pc.connectionState)))
+            state = str(pc.connectionState)
+            if state == "connected":
+                _kick_transports(pc)
+            self._feed(neg.ConnectionStateChanged(generation, state))
 
         def on_track(track: Any) -> None:
             if generation == self._pc_generation and pc is self.pc:
@@ -389,6 +422,7 @@ class RemotePeer(EventEmitter):
         finally:
             self._applying_remote_sdp = None
         self._negotiated_extmap = sdp_util.extmap_ids(text)
+        self._kick_later(pc)
         await self._handle(
             neg.LocalDescriptionReady(generation, "answer", local, unsatisfied=self._unsatisfied())
         )
@@ -407,7 +441,17 @@ class RemotePeer(EventEmitter):
         finally:
             self._applying_remote_sdp = None
         self._negotiated_extmap = sdp_util.extmap_ids(text)
+        self._kick_later(pc)
         await self._handle(neg.RemoteAnswerApplied(generation))
+
+    def _kick_later(self, pc: Any) -> None:
+        """After a description on a connected transport, make sure RTP really started."""
+
+        def kick() -> None:
+            if pc is self.pc and str(pc.connectionState) == "connected":
+                _kick_transports(pc)
+
+        self._loop.call_later(0.5, kick)
 
     async def _add_candidate(self, a: neg.AddCandidate) -> None:
         init = a.init
