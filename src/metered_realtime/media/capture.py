@@ -83,7 +83,10 @@ async def iter_frames(track: Any) -> AsyncIterator[Any]:
 def from_file(file: Any, *, loop: bool = False, _player: PlayerFactory | None = None) -> Any:
     """A player for a path, URL or file object; FFmpeg detects the format.
 
-    ``loop=True`` repeats playback (the file must be seekable).
+    ``loop=True`` repeats playback (the file must be seekable). aiortc's player does not
+    drain the decoder at end of file, so with a codec that holds frames back (H.264 with
+    B-frames, for instance) the last frames are lost and, with PyAV 18, looping stops
+    after the first pass; audio files and intra/low-latency video loop fine.
     """
     return (_player or _media_player)(file, None, None, loop)
 
