@@ -90,6 +90,11 @@ EXTENDED = [
     "AccountSuspendedError",
     "AdminDisconnectError",
     "TokenProviderFailedError",
+    "ToneSource",
+    "SilenceSource",
+    "AudioSink",
+    "VideoFrameSink",
+    "Recorder",
 ]
 
 

@@ -81,15 +81,21 @@ from .signalling import (
 )
 
 if TYPE_CHECKING:  # resolved lazily at runtime, see __getattr__
-    from typing import Any as AudioSource
-    from typing import Any as from_camera
-    from typing import Any as from_file
-    from typing import Any as from_microphone
-    from typing import Any as from_rtsp
-    from typing import Any as iter_frames
-    from typing import Any as screen_share
-
-    from .media import MediaStream
+    from .media import (
+        AudioSink,
+        AudioSource,
+        MediaStream,
+        Recorder,
+        SilenceSource,
+        ToneSource,
+        VideoFrameSink,
+        from_camera,
+        from_file,
+        from_microphone,
+        from_rtsp,
+        iter_frames,
+        screen_share,
+    )
     from .peer import DataChannel, MeteredPeer, RemotePeer
 
 __version__ = "1.0.2"
@@ -107,7 +113,7 @@ _LAZY: dict[str, str] = {
     "from_camera": "metered_realtime.media",
     "from_microphone": "metered_realtime.media",
     "screen_share": "metered_realtime.media",
-    # section 14.10 helpers (not in __all__: present only when the media module has them)
+    # section 14.10 helpers
     "ToneSource": "metered_realtime.media",
     "SilenceSource": "metered_realtime.media",
     "AudioSink": "metered_realtime.media",
@@ -119,6 +125,7 @@ __all__ = [
     "AccountSuspendedError",
     "AckTimeoutError",
     "AdminDisconnectError",
+    "AudioSink",
     "AudioSource",
     "ChannelNotAuthorizedError",
     "Connected",
@@ -165,6 +172,7 @@ __all__ = [
     "PresencePeer",
     "ReconcileTimeoutError",
     "ReconnectOptions",
+    "Recorder",
     "RemotePeer",
     "ReplaceTrackFailure",
     "ServerError",
@@ -174,6 +182,7 @@ __all__ = [
     "SignallingClientState",
     "SignallingConnectError",
     "SignallingError",
+    "SilenceSource",
     "StateChange",
     "StdlibLogger",
     "StreamAdded",
@@ -184,7 +193,9 @@ __all__ = [
     "TokenProviderError",
     "TokenProviderFailedError",
     "TokenProviderFn",
+    "ToneSource",
     "Track",
+    "VideoFrameSink",
     "WsCloseCode",
     "__version__",
     "from_camera",
