@@ -72,6 +72,8 @@ class ColorVideoTrack(VideoStreamTrack):
             self.stop()
             raise MediaStreamError
         pts, time_base = await self.next_timestamp()
+        if self.readyState != "live":  # stopped while waiting for the frame's time
+            raise MediaStreamError
         image = np.empty((self.height, self.width, 3), dtype=np.uint8)
         image[:] = self.color
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
