@@ -1,0 +1,110 @@
+"""Issue #5, tests 2 and 3: media between Chromium (JS MeteredPeer) and a Python MeteredPeer.
+
+2. The browser sends its (fake) camera and microphone with metadata {role: "camera"}; Python
+   gets a Track of each kind and StreamAdded with that metadata, and decodes real frames.
+3. Python sends an audio and a video track with metadata; the page gets stream-added with the
+   metadata, and the tracks play: the <video> has videoWidth > 0 and advancing time, and
+   WebAudio measures the tone's level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+from tests.support.browser import Browser, Watch, all_loopback
+
+from metered_realtime.events import StreamAdded, Track
+from metered_realtime.media import MediaStream
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def _decode(track: Any, count: int, timeout: float = 15.0) -> list[Any]:
+    async def take() -> list[Any]:
+        return [await track.recv() for _ in range(count)]
+
+    return await asyncio.wait_for(take(), timeout)
+
+
+async def test_browser_camera_to_python(server: Any, browser: Browser, make_peer: Any) -> None:
+    py = make_peer()
+    watch = Watch(py)
+    await py.join("room-cam")
+    page = await browser.open("cam")
+    page_id = await page.join(server.url, server.api_key, "room-cam")
+    await watch.wait_remote(page_id)
+    rec = watch.remote(page_id)
+
+    sent = await page.call("startMedia", {"metadata": {"role": "camera"}})
+    kinds = {t["kind"]: t["id"] for t in sent["tracks"]}
+    assert set(kinds) == {"audio", "video"}
+
+    added = await rec.next(StreamAdded, timeout=20)
+    assert added.stream.id == sent["streamId"]
+    assert added.metadata == {"role": "camera"}
+    tracks = [await rec.next(Track, timeout=10) for _ in range(2)]
+    by_kind = {ev.track.kind: ev for ev in tracks}
+    assert set(by_kind) == {"audio", "video"}
+    for ev in tracks:
+        assert ev.metadata == {"role": "camera"}
+        assert [s.id for s in ev.streams] == [sent["streamId"]]
+    await watch.wait_state(page_id, "connected")
+    await page.wait_remote_state(py.peer_id, "connected")
+
+    # Real frames: Chromium's fake camera is a moving test pattern, its fake microphone beeps.
+    frames = await _decode(by_kind["video"].track, 10)
+    assert all(f.width > 0 and f.height > 0 for f in frames)
+    lumas = [f.to_ndarray(format="gray") for f in frames]
+    assert max(float(y.std()) for y in lumas) > 1.0, "decoded video is a flat picture"
+    assert any(not np.array_equal(lumas[0], y) for y in lumas[1:]), "video does not change"
+    audio = await _decode(by_kind["audio"].track, 150)  # about 3 s of 20 ms frames
+    assert all(f.sample_rate == 48000 for f in audio)
+    peak = max(int(np.abs(f.to_ndarray()).max()) for f in audio)
+    assert peak > 1000, f"decoded audio is silent (peak {peak})"
+
+    stats = await page.wait_stats(py.peer_id, lambda s: "video" in s["outbound"])
+    assert all_loopback(stats), stats
+
+
+async def test_python_media_plays_in_browser(server: Any, browser: Browser, make_peer: Any) -> None:
+    from tests.browser.tracks import PatternTrack, ToneTrack
+
+    py = make_peer()
+    watch = Watch(py)
+    await py.join("room-play")
+    page = await browser.open("viewer")
+    page_id = await page.join(server.url, server.api_key, "room-play")
+    await watch.wait_remote(page_id)
+
+    stream = MediaStream([ToneTrack(freq=440.0, level=0.6), PatternTrack()])
+    py.add_stream(stream, {"role": "bot", "label": "tone and bars"})
+
+    added = await page.next_event("stream-added", timeout=20)
+    assert added["peer"] == py.peer_id
+    assert added["streamId"] == stream.id
+    assert added["metadata"] == {"role": "bot", "label": "tone and bars"}
+    tracks = [await page.next_event("track") for _ in range(2)]
+    assert {t["kind"] for t in tracks} == {"audio", "video"}
+    for t in tracks:
+        assert t["metadata"] == {"role": "bot", "label": "tone and bars"}
+        assert t["streamIds"] == [stream.id]
+    ids = {t.kind: t.id for t in stream.get_tracks()}
+    assert {t["kind"]: t["trackId"] for t in tracks} == ids
+    await page.wait_remote_state(py.peer_id, "connected")
+
+    info = await page.wait_video(py.peer_id, stream.id)
+    assert (info["videoWidth"], info["videoHeight"]) == (320, 240)
+    level = await page.call("audioLevel", py.peer_id, stream.id, 800)
+    assert level["rms"] > 0.05, level
+
+    stats = await page.wait_stats(
+        py.peer_id,
+        lambda s: (
+            s["inbound"].get("video", {}).get("framesDecoded", 0) > 10
+            and s["inbound"].get("audio", {}).get("packetsReceived", 0) > 10
+        ),
+    )
+    assert all_loopback(stats), stats
