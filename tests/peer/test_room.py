@@ -106,3 +106,23 @@ async def test_four_peers_all_connect_and_leave(make_peer: Any) -> None:
         assert ev.peer.state == "closed"
     for p in peers[:3]:
         assert len(p.remote_peers) == 2
+
+
+async def test_data_channel_first_on_a_fresh_connection(make_peer: Any) -> None:
+    a, b = make_peer(), make_peer()
+    await a.join("room-dc")
+    await b.join("room-dc")
+    await until(lambda: bool(a.remote_peers and b.remote_peers), 10)
+    ra, rb = remote_of(a, b), remote_of(b, a)
+    # The polite side creates it: its offer is deferred, then carries the SCTP section.
+    creator, other = (ra, rb) if ra.polite else (rb, ra)
+    opened = Expect(other, DataChannelOpened)
+    dc = DataChannel(creator.create_data_channel("first"))
+    is_open = Expect(dc, DCOpen)
+    remote_dc = DataChannel((await opened.get(20)).channel)
+    if dc.ready_state != "open":
+        await is_open.get()
+    got = Expect(remote_dc, DCMessage)
+    await dc.send("hi")
+    assert (await got.get()).data == "hi"
+    await wait_state(creator, "connected")

@@ -206,8 +206,12 @@ class MeteredPeer(EventEmitter):
         # Always a list: aiortc substitutes a public STUN server for None.
         config = RTCConfiguration(iceServers=servers, alwaysNegotiateDataChannels=True)
         if self._pc_factory is not None:
-            return self._pc_factory(config)
-        return RTCPeerConnection(configuration=config)
+            pc = self._pc_factory(config)
+        else:
+            pc = RTCPeerConnection(configuration=config)
+        with contextlib.suppress(Exception):
+            pc._metered_config = config  # read back by RemotePeer.create_data_channel
+        return pc
 
     def _copy_of(self, track: Any) -> Any:
         """An unbuffered per-peer relay copy of ``track`` that keeps its id."""

@@ -161,6 +161,12 @@ class RemotePeer(EventEmitter):
         """Create a raw aiortc data channel on the current connection; wrap it in DataChannel."""
         if self._removed:
             raise MeteredRealtimeError(f"RemotePeer {self.id} is closed")
+        config = getattr(self.pc, "_metered_config", None)
+        if getattr(self.pc, "sctp", None) is None and config is not None:
+            # aiortc: with alwaysNegotiateDataChannels, an SCTP transport created by
+            # createDataChannel before the first offer never gets its m-section. Let the
+            # offer add it the ordinary way instead.
+            config.alwaysNegotiateDataChannels = False
         channel = self.pc.createDataChannel(label, **kwargs)
         self._channels.append(channel)
         sctp = getattr(self.pc, "sctp", None)
