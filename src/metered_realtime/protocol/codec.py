@@ -67,18 +67,23 @@ def payload_size(data: Any) -> int:
     return len(to_wire_bytes(dumps(data)))
 
 
+def _parse_object(text: str | bytes) -> dict[str, Any] | Malformed:
+    if isinstance(text, bytes):
+        return Malformed("binary frames are not part of the protocol")
+    obj = parse_json(text)
+    if isinstance(obj, (Malformed, dict)):
+        return obj
+    return Malformed("frame is not a JSON object")
+
+
 # --- client frames (what a server decodes) ----------------------------------
 
 
 def decode_client_frame(text: str | bytes) -> ClientFrame | Malformed:
     """Decode one client frame; every failure is a ``Malformed`` with the code to answer."""
-    if isinstance(text, bytes):
-        return Malformed("binary frames are not part of the protocol")
-    obj = parse_json(text)
+    obj = _parse_object(text)
     if isinstance(obj, Malformed):
         return obj
-    if not isinstance(obj, dict):
-        return Malformed("frame is not a JSON object")
     kind = obj.get("type")
     if not isinstance(kind, str):
         return Malformed("missing or non-string type")
@@ -179,13 +184,9 @@ def _decode_welcome(obj: dict[str, Any]) -> WelcomeFrame | Malformed:
 
 def decode_server_frame(text: str | bytes) -> ServerFrame | Malformed:
     """Decode one server frame by the SDK parser rules; never raises."""
-    if isinstance(text, bytes):
-        return Malformed("binary frames are not part of the protocol")
-    obj = parse_json(text)
+    obj = _parse_object(text)
     if isinstance(obj, Malformed):
         return obj
-    if not isinstance(obj, dict):
-        return Malformed("frame is not a JSON object")
     kind = obj.get("type")
     if kind == "welcome":
         return _decode_welcome(obj)

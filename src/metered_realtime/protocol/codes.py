@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, get_args
 
 ErrorCode = Literal[
     "malformed_message",
@@ -21,23 +21,7 @@ ErrorCode = Literal[
     "internal_error",
 ]
 
-ERROR_CODES: frozenset[str] = frozenset(
-    {
-        "malformed_message",
-        "unknown_type",
-        "invalid_channel",
-        "invalid_peer_id",
-        "channel_not_authorized",
-        "channel_reserved",
-        "channel_limit_exceeded",
-        "peer_not_found",
-        "missing_data",
-        "action_not_permitted",
-        "over_message_quota",
-        "backend_error",
-        "internal_error",
-    }
-)
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 
 
 class WsCloseCode(IntEnum):
