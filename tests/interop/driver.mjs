@@ -15,7 +15,7 @@
 //                                                         create the SDK object and connect
 //                                                         (MeteredPeer: create only; use join)
 //   subscribe {channel, includeSenderMetadata?}   unsubscribe {channel}
-//   publish {channel, data}   send {to, data}   close {code?, reason?}
+//   publish {channel, data | dataJson}   send {to, data | dataJson}   close {code?, reason?}
 //   set_token {token | null}   (null: the token provider rejects from then on)
 //   state   drop (terminate the current socket without a close handshake)   exit
 //   join {channel, includeSenderMetadata?}   peer_send {data}   send_to {peerId, data}
@@ -186,6 +186,12 @@ function create(args) {
   }
 }
 
+// `data`, or `dataJson` (JSON text parsed here: for values the controlling side cannot build,
+// such as nesting deeper than Python's json handles).
+function dataOf(a) {
+  return a.dataJson !== undefined ? JSON.parse(a.dataJson) : a.data;
+}
+
 function need(k) {
   if (sdk === null) throw new Error("not created: send connect first");
   if (k !== undefined && kind !== k) throw new Error(`command needs a ${k}, this is a ${kind}`);
@@ -203,8 +209,8 @@ const commands = {
     return need("client").subscribe(a.channel, opts);
   },
   unsubscribe: (a) => need("client").unsubscribe(a.channel),
-  publish: (a) => need("client").publish(a.channel, a.data),
-  send: (a) => need("client").send(a.to, a.data),
+  publish: (a) => need("client").publish(a.channel, dataOf(a)),
+  send: (a) => need("client").send(a.to, dataOf(a)),
   close: (a) => need("client").close(a.code, a.reason),
   state: () => need().state,
   set_token: (a) => {

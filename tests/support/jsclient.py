@@ -139,7 +139,7 @@ class JSClient:
                     break
                 try:
                     line = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     self.stderr.append(f"<bad stdout line> {raw[:500]!r}")
                     continue
                 self._dispatch(line)
@@ -331,7 +331,7 @@ class JSClient:
             if line.get("type") == "wire" and line.get("dir") == direction:
                 try:
                     frames.append(json.loads(line["frame"]))
-                except ValueError:
+                except (ValueError, RecursionError):
                     frames.append({"<unparsable>": line["frame"]})
         return frames
 
