@@ -25,6 +25,14 @@ DEFAULT_VIDEO_SIZE = (640, 480)
 MAX_PENDING_PACKETS = 1000
 
 
+#: Encoder settings that keep encoding cheap enough for the event loop thread (about a
+#: millisecond per 640x480 frame) and hold no frames back.
+VIDEO_OPTIONS: dict[str, dict[str, str]] = {
+    "libx264": {"preset": "veryfast", "tune": "zerolatency"},
+    "libvpx": {"deadline": "realtime", "cpu-used": "8"},
+}
+
+
 def codecs_for(container_format: str) -> tuple[str, str | None]:
     """(audio codec, video codec or None) for an output container format name."""
     names = set(container_format.split(","))
@@ -72,7 +80,8 @@ class Recorder:
     first frame arrives, relative to :meth:`start`; audio timestamps count samples (so
     gaps in received audio are closed up), video timestamps follow the frames' own pts.
     The recorder never stops the tracks themselves. Encoding runs on the event loop
-    thread, which suits speech and small video; record large video elsewhere.
+    thread with real-time encoder settings (:data:`VIDEO_OPTIONS`), which suits speech
+    and video up to about 720p; record larger video in another process.
     """
 
     def __init__(
@@ -128,8 +137,13 @@ class Recorder:
                         raise ValueError(
                             f"container {container.format.name!r} cannot hold a video track"
                         )
-                    rec.stream = container.add_stream(video_codec, rate=30)
+                    rec.stream = container.add_stream(
+                        video_codec, rate=30, options=dict(VIDEO_OPTIONS.get(video_codec, {}))
+                    )
                     rec.stream.pix_fmt = "yuv420p"
+                    # One encoder thread: libvpx's threading costs ~50 ms per frame on
+                    # small machines, and frame threads would hold frames back.
+                    rec.stream.codec_context.thread_count = 1
                     rec.stream.codec_context.time_base = _VIDEO_TIME_BASE
         except BaseException:
             container.close()
