@@ -65,8 +65,8 @@ async def test_dropped_socket_reconnects_and_resubscribes(server: Any, js: MakeJ
 
 async def test_heartbeat_ping_gets_pong(server: Any, js: MakeJS) -> None:
     client = await js("idle")
-    # inactivity 1.5 s -> the SDK pings after 1 s of silence, every second while idle.
-    await client.connect(server.url, key=server.api_key, inactivityTimeoutMs=1500)
+    # inactivity 3 s -> the SDK pings after 1 s of silence (max(1 s, 3 s / 3)), every second.
+    await client.connect(server.url, key=server.api_key, inactivityTimeoutMs=3000)
     for _ in range(3):
         await client.next_line(is_pong, timeout=5)
     assert [f for f in client.wire("out")] == [{"type": "ping"}] * len(client.wire("out"))
