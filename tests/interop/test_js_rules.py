@@ -132,3 +132,16 @@ async def test_subscription_limit(server_factory: Any, js: MakeJS) -> None:
         await client.unsubscribe("one")
         await client.subscribe("three")
         assert await client.state() == "connected"
+
+
+async def test_channel_names_the_sdk_allows_are_accepted(server: Any, js: MakeJS) -> None:
+    """Lockstep identifier rules: JS counts UTF-16 units (<= 256), the server must accept
+    every channel the SDK lets through, astral characters and line separators included."""
+    client = await js("names")
+    await client.connect(server.url, key=server.api_key)
+    for channel in ("x" * 256, "é" * 256, "😀" * 128, "a\u2028b", "tenant/42/room #1"):
+        await client.subscribe(channel)
+        assert await client.next_event("presence") == {"channel": channel, "joined": [], "left": []}
+        await client.publish(channel, "ok")
+        assert (await client.next_event("message"))["channel"] == channel
+    assert client.events("server-error") == []
