@@ -535,6 +535,10 @@ class Recorder:
         self.seen.append(event)
         self._changed.set()
 
+    def skip(self) -> None:
+        """Treat everything recorded so far as returned: `next` only sees later events."""
+        self._consumed.update(range(len(self.seen)))
+
     def of(self, cls: type) -> list[Any]:
         return [e for e in self.seen if type(e) is cls]
 

@@ -270,6 +270,23 @@
       rtcPeerConnectionFactory: (config) => new LoopbackPeerConnection(config),
       ...(options || {}),
     };
+    if (opts.logLevel) {
+      // Not an SDK option: route the SDK's logger into events ("log").
+      const levels = ["debug", "info", "warn", "error"];
+      const min = levels.indexOf(opts.logLevel);
+      delete opts.logLevel;
+      const log = (level) => (msg, ctx) => {
+        if (levels.indexOf(level) < min) return;
+        let safe = null;
+        try {
+          safe = ctx === undefined ? null : JSON.parse(JSON.stringify(ctx));
+        } catch (err) {
+          safe = { unserialisable: String(err) };
+        }
+        report("log", { level, msg: String(msg), ctx: safe });
+      };
+      opts.logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
+    }
     if (apiKey) opts.apiKey = apiKey;
     if (token) opts.tokenProvider = async () => token;
     const peer = new SDK.MeteredPeer(opts);
