@@ -213,3 +213,24 @@ def test_payload_size_is_utf8_of_compact_json():
     assert payload_size({"a": 1}) == len('{"a":1}')
     assert payload_size("é") == 4  # two quotes + two UTF-8 bytes
     assert payload_size(None) == 4
+
+
+@given(
+    st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    st.text(max_size=20),
+    st.booleans(),
+)
+def test_top_level_string_finds_only_the_outer_key(obj, rid, spaced):
+    from metered_realtime.protocol.codec import top_level_string
+
+    obj.pop("requestId", None)
+    obj["nested"] = {"requestId": "inner"}
+    obj["requestId"] = rid
+    text = json.dumps(obj, indent=1 if spaced else None, ensure_ascii=not spaced)
+    assert top_level_string(text, "requestId") == rid
+
+
+def test_too_deep_frame_is_answered_with_its_request_id():
+    deep = "[" * 5000 + "]" * 5000
+    raw = '{"type":"publish","channel":"c","data":' + deep + ',"requestId":"r-1"}'
+    assert decode_client_frame(raw) == Malformed("nesting too deep", request_id="r-1")

@@ -67,10 +67,51 @@ def payload_size(data: Any) -> int:
     return len(to_wire_bytes(dumps(data)))
 
 
+def _string_end(text: str, start: int) -> int:
+    """Index of the quote closing the JSON string that opens at ``start``."""
+    end = start + 1
+    while end < len(text) and text[end] != '"':
+        end += 2 if text[end] == "\\" else 1
+    return end
+
+
+def top_level_string(text: str, key: str) -> str | None:
+    """The string value of ``key`` in a JSON object's outermost level, found without parsing.
+
+    Used only for frames too deeply nested to parse, so their error can still be correlated.
+    """
+    depth, i, want = 0, 0, json.dumps(key)
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            end = _string_end(text, i)
+            if depth == 1 and text[i : end + 1] == want:
+                colon = end + 1
+                while colon < len(text) and text[colon] in " \t\r\n":
+                    colon += 1
+                start = colon + 1
+                while start < len(text) and text[start] in " \t\r\n":
+                    start += 1
+                if colon < len(text) and text[colon] == ":" and text[start : start + 1] == '"':
+                    found = parse_json(text[start : _string_end(text, start) + 1])
+                    return found if isinstance(found, str) else None
+            i = end + 1
+            continue
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        i += 1
+    return None
+
+
 def _parse_object(text: str | bytes) -> dict[str, Any] | Malformed:
     if isinstance(text, bytes):
         return Malformed("binary frames are not part of the protocol")
     obj = parse_json(text)
+    if isinstance(obj, Malformed) and obj.reason == "invalid JSON: RecursionError":
+        rid = top_level_string(text, "requestId")
+        return Malformed("nesting too deep", request_id=rid if is_valid_request_id(rid) else None)
     if isinstance(obj, (Malformed, dict)):
         return obj
     return Malformed("frame is not a JSON object")

@@ -26,34 +26,51 @@ from .turn import welcome_metadata
 log = logging.getLogger("metered_realtime.server")
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (what a server sends)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
+
 class _WsSink:
-    """Writes hub output straight into each connection's transport, without awaiting."""
+    """Writes hub output straight into each connection's transport, without awaiting.
+
+    Server frames are unmasked, so a fan-out frame is the same bytes for every recipient:
+    it is framed once and written many times. websockets flushes its own protocol output
+    (pongs, pings, the close frame) synchronously after each event, so these writes never
+    interleave with a partial frame of its own; nothing is written once closing has begun.
+    """
 
     def __init__(self, server: Server) -> None:
         self._server = server
+        self._limit = server.config.outbound_buffer_limit
 
     def send(self, conn: Conn, payload: bytes) -> None:
-        self._write(conn, payload)
+        self._write(conn, text_frame(payload))
 
     def fanout(self, conns: Iterable[Conn], payload: bytes) -> None:
+        frame = text_frame(payload)
         write = self._write
         for conn in conns:
-            write(conn, payload)
+            write(conn, frame)
 
     def close(self, conn: Conn, code: int, reason: str) -> None:
         ws: ServerConnection = conn.handle
         self._server.spawn(ws.close(code, reason))
 
-    def _write(self, conn: Conn, payload: bytes) -> None:
+    def _write(self, conn: Conn, frame: bytes) -> None:
         ws: ServerConnection = conn.handle
         if ws.protocol.state is not State.OPEN:
             return
-        try:
-            ws.protocol.send_text(payload)
-            ws.send_data()
-        except Exception:  # the transport is going away; its handler cleans up
+        transport = ws.transport
+        if transport.is_closing():
             return
-        if ws.transport.get_write_buffer_size() > self._server.config.outbound_buffer_limit:
+        transport.write(frame)
+        if transport.get_write_buffer_size() > self._limit:
             self._server.evict_slow(conn)
 
 
