@@ -11,7 +11,12 @@ without a network. The rules (PROTOCOL.md sections 7.3-7.5, SDK.md section 7):
   ignores it (and suppresses candidate errors meanwhile); the polite side rebuilds its
   connection (aiortc has no rollback) and then answers;
 * a non-colliding offer whose ``ice-ufrag`` differs from the last remote one on this
-  connection means the remote rebuilt: rebuild, then answer;
+  connection (from its last offer or answer) means the remote rebuilt: rebuild, then answer;
+* an answer carrying a remote ``ice-ufrag`` seen only on an earlier connection of ours
+  answers an offer we abandoned by rebuilding (recovery or reconcile while it was in
+  flight): it is dropped. The answer to the rebuilt connection's offer always carries a new
+  ufrag, because that offer has a new ufrag, which makes the remote rebuild (this machine) or
+  restart ICE (a browser);
 * those rebuilds are rate-limited to one per 2 s; an offer inside the cooldown is held and
   handled when the cooldown ends (the latest one wins) rather than lost;
 * when our answer leaves local media unsatisfied, one follow-up offer is made;
@@ -36,6 +41,7 @@ POLITE_DEFER = 2.0
 REBUILD_COOLDOWN = 2.0
 MAX_CANDIDATES_PER_GENERATION = 200
 MAX_CANDIDATE_LENGTH = 1000
+MAX_STALE_UFRAGS = 8
 
 Signaling = Literal["stable", "have-local-offer", "have-remote-offer"]
 PeerState = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
@@ -257,6 +263,11 @@ class NegotiationState:
     remote_set: bool = False
     """The current generation has a remote description (candidates are accepted)."""
     remote_ufrag: str | None = None
+    """The remote ufrag of the last remote description on this connection."""
+    gen_ufrags: tuple[str, ...] = ()
+    """Remote ufrags seen in descriptions on the current connection."""
+    stale_ufrags: tuple[str, ...] = ()
+    """Remote ufrags seen on our earlier connections (the last ``MAX_STALE_UFRAGS``)."""
     last_rebuild_at: float | None = None
     held_offer: str | None = None
     """A remote offer that arrived inside the rebuild cooldown."""
@@ -328,6 +339,8 @@ def _rebuild(
         applying_answer=False,
         remote_set=False,
         remote_ufrag=None,
+        gen_ufrags=(),
+        stale_ufrags=_remember(s.stale_ufrags, s.gen_ufrags),
         candidates=0,
         ignoring_offer=False,
         last_rebuild_at=now if reason in ("collision", "ufrag") else s.last_rebuild_at,
@@ -335,6 +348,18 @@ def _rebuild(
     if s.peer_state == "connected":
         s = _set_peer(s, "reconnecting", out)
     return s
+
+
+def _remember(known: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    merged = [u for u in known if u not in more] + list(more)
+    return tuple(merged[-MAX_STALE_UFRAGS:])
+
+
+def _seen(s: NegotiationState, ufrag: str | None) -> NegotiationState:
+    """Record the remote ufrag of a description applied on the current connection."""
+    if ufrag is None:
+        return s
+    return replace(s, remote_ufrag=ufrag, gen_ufrags=_remember(s.gen_ufrags, (ufrag,)))
 
 
 def _try_offer(s: NegotiationState, now: float, out: list[Action]) -> NegotiationState:
@@ -387,7 +412,7 @@ def _on_remote_offer(
         ignoring_offer=False,
         held_offer=None,
     )
-    return _mark_started(s, out)
+    return _mark_started(_seen(s, ufrag), out)
 
 
 def _on_candidate(
@@ -471,8 +496,12 @@ def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> N
         if s.signaling != "have-local-offer" or s.applying_answer:
             out.append(Ignore("stale answer"))
             return s
+        ufrag = extract_ice_ufrag(event.sdp)
+        if ufrag is not None and ufrag in s.stale_ufrags and ufrag not in s.gen_ufrags:
+            out.append(Ignore("answer to an offer of an earlier connection"))
+            return s
         out.append(ApplyRemoteAnswer(s.generation, event.sdp))
-        return replace(s, applying_answer=True)
+        return _seen(replace(s, applying_answer=True), ufrag)
 
     if isinstance(event, RemoteCandidate):
         return _on_candidate(s, event.init, out)

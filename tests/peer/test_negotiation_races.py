@@ -1,0 +1,93 @@
+"""Races the negotiation state machine must absorb, tested without a network."""
+
+from __future__ import annotations
+
+from metered_realtime.peer import negotiation as n
+
+
+def sdp(ufrag: str) -> str:
+    return f"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\na=ice-ufrag:{ufrag}\r\nm=audio 9 UDP 0\r\n"
+
+
+def kinds(actions: list[n.Action]) -> list[type]:
+    return [type(a) for a in actions if not isinstance(a, (n.Ignore, n.ScheduleAt))]
+
+
+def offered_and_connected(polite: bool = False) -> n.NegotiationState:
+    """We offered on generation 0, the remote answered with ufrag r0, and we connected."""
+    s = n.initial_state(polite=polite)
+    s, _ = n.decide(s, n.NegotiationNeeded(), 0.0)
+    s, _ = n.decide(s, n.Tick(), 2.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(0, "offer", sdp("l0")), 2.0)
+    s, acts = n.decide(s, n.RemoteAnswer(sdp("r0")), 2.1)
+    assert n.ApplyRemoteAnswer(0, sdp("r0")) in acts
+    s, _ = n.decide(s, n.RemoteAnswerApplied(0), 2.1)
+    s, _ = n.decide(s, n.ConnectionStateChanged(0, "connected"), 2.5)
+    assert s.peer_state == "connected" and s.signaling == "stable"
+    return s
+
+
+def test_answer_to_an_abandoned_offer_is_not_applied_to_the_rebuilt_connection() -> None:
+    s = offered_and_connected()
+    # A re-offer is in flight on generation 0 when the transport fails.
+    s, _ = n.decide(s, n.NegotiationNeeded(), 10.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(0, "offer", sdp("l0")), 10.0)
+    assert s.signaling == "have-local-offer"
+    s, _ = n.decide(s, n.ConnectionStateChanged(0, "failed"), 10.1)
+    s, acts = n.decide(s, n.Tick(), 10.1)
+    assert n.Rebuild(1, "recovery") in acts and n.MakeOffer(1) in acts
+    s, _ = n.decide(s, n.LocalDescriptionReady(1, "offer", sdp("l1")), 10.2)
+    # The remote's answer to the generation-0 re-offer arrives now: same remote ufrag as
+    # before, so it belongs to the old connection and must not be applied to the new offer.
+    s, acts = n.decide(s, n.RemoteAnswer(sdp("r0")), 10.3)
+    assert kinds(acts) == []
+    assert s.signaling == "have-local-offer" and not s.applying_answer
+    # The real answer (the remote rebuilt or restarted ICE: a new ufrag) is applied.
+    s, acts = n.decide(s, n.RemoteAnswer(sdp("r1")), 10.4)
+    assert n.ApplyRemoteAnswer(1, sdp("r1")) in acts
+    s, _ = n.decide(s, n.RemoteAnswerApplied(1), 10.4)
+    s, acts = n.decide(s, n.ConnectionStateChanged(1, "connected"), 11.0)
+    assert n.SetPeerState("reconnecting", "connected") in acts
+
+
+def test_answer_after_reconcile_with_old_remote_ufrag_is_dropped() -> None:
+    s = offered_and_connected(polite=False)
+    s, _ = n.decide(s, n.NegotiationNeeded(), 10.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(0, "offer", sdp("l0")), 10.0)
+    s, _ = n.decide(s, n.SignallingLost(), 10.1)
+    s, acts = n.decide(s, n.Reconcile(polite=False), 12.0)
+    assert n.Rebuild(1, "reconcile") in acts
+    s, _ = n.decide(s, n.NegotiationNeeded(), 12.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(1, "offer", sdp("l1")), 12.0)
+    s, acts = n.decide(s, n.RemoteAnswer(sdp("r0")), 12.1)
+    assert kinds(acts) == []
+    s, acts = n.decide(s, n.RemoteAnswer(sdp("r1")), 12.2)
+    assert n.ApplyRemoteAnswer(1, sdp("r1")) in acts
+
+
+def test_remote_ufrag_kept_by_a_collision_rebuild_is_not_stale() -> None:
+    # Polite side: we rebuild to answer a colliding offer; the remote keeps its connection,
+    # so its later answers carry the same ufrag as before our rebuild and are genuine.
+    s = offered_and_connected(polite=True)
+    s, _ = n.decide(s, n.NegotiationNeeded(), 10.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(0, "offer", sdp("l0")), 10.0)
+    s, acts = n.decide(s, n.RemoteOffer(sdp("r0")), 10.1)
+    assert n.Rebuild(1, "collision") in acts
+    s, _ = n.decide(s, n.LocalDescriptionReady(1, "answer", sdp("l1")), 10.2)
+    s, _ = n.decide(s, n.NegotiationNeeded(), 20.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(1, "offer", sdp("l1")), 20.0)
+    s, acts = n.decide(s, n.RemoteAnswer(sdp("r0")), 20.1)
+    assert n.ApplyRemoteAnswer(1, sdp("r0")) in acts
+
+
+def test_offer_with_a_ufrag_other_than_the_last_answer_means_the_remote_rebuilt() -> None:
+    # The only remote description so far was its answer (ufrag r0).
+    s = offered_and_connected()
+    s, acts = n.decide(s, n.RemoteOffer(sdp("r9")), 20.0)
+    assert n.Rebuild(1, "ufrag") in acts and n.ApplyRemoteOffer(1, sdp("r9")) in acts
+
+
+def test_re_offer_with_the_answer_ufrag_stays_on_the_connection() -> None:
+    s = offered_and_connected()
+    s, acts = n.decide(s, n.RemoteOffer(sdp("r0")), 10.0)
+    assert kinds(acts) == [n.ApplyRemoteOffer]
