@@ -1,4 +1,4 @@
-"""The ``metered-realtime`` command: serve, keys, token."""
+"""The ``metered-realtime`` command: serve, keys, token, demo."""
 
 from __future__ import annotations
 
@@ -90,6 +90,15 @@ def _add_token(sub: Any) -> None:
     p.add_argument("--sub", default=None)
 
 
+def _add_demo(sub: Any) -> None:
+    from .demo import add_arguments
+
+    p = sub.add_parser(
+        "demo", help="embedded server + two Python peers: data, a data channel and a tone"
+    )
+    add_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``metered-realtime`` command."""
     parser = argparse.ArgumentParser(prog="metered-realtime")
@@ -97,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_keys(sub)
     _add_token(sub)
+    _add_demo(sub)
     return parser
 
 
@@ -235,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return uvloop.run(_serve(args))
     if args.cmd == "keys":
         return _keys(args)
+    if args.cmd == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(args)
     return _token(args)
 
 
