@@ -91,3 +91,58 @@ def test_re_offer_with_the_answer_ufrag_stays_on_the_connection() -> None:
     s = offered_and_connected()
     s, acts = n.decide(s, n.RemoteOffer(sdp("r0")), 10.0)
     assert kinds(acts) == [n.ApplyRemoteOffer]
+
+
+# --------------------------------------------------------------- remote hang-up
+
+
+def hung_up(at: float = 10.0) -> n.NegotiationState:
+    s = offered_and_connected()
+    s, acts = n.decide(s, n.ConnectionStateChanged(0, "closed", remote_hangup=True), at)
+    assert kinds(acts) == []  # no rebuild, and the peer is not shown reconnecting yet
+    assert s.peer_state == "connected"
+    assert n.ScheduleAt(at + n.HANGUP_GRACE) in acts
+    return s
+
+
+def test_remote_hang_up_then_leave_closes_without_a_rebuild() -> None:
+    s = hung_up()
+    s, acts = n.decide(s, n.Tick(), 10.5)  # an early tick does nothing
+    assert kinds(acts) == []
+    s, acts = n.decide(s, n.Close(), 10.6)
+    assert kinds(acts) == [n.SetPeerState] and s.peer_state == "closed"
+    assert s.generation == 0
+
+
+def test_remote_hang_up_then_new_offer_is_a_plain_ufrag_rebuild() -> None:
+    s = hung_up()
+    s, acts = n.decide(s, n.RemoteOffer(sdp("r1")), 10.2)
+    assert n.Rebuild(1, "ufrag") in acts and n.ApplyRemoteOffer(1, sdp("r1")) in acts
+    assert s.deadline() is None  # the hang-up is forgotten with the connection
+    s, _ = n.decide(s, n.LocalDescriptionReady(1, "answer", sdp("l1")), 10.3)
+    s, acts = n.decide(s, n.ConnectionStateChanged(1, "connected"), 11.0)
+    assert n.SetPeerState("reconnecting", "connected") in acts
+
+
+def test_remote_hang_up_with_nothing_after_it_starts_recovery_after_the_grace() -> None:
+    s = hung_up()
+    s, acts = n.decide(s, n.Tick(), 10.0 + n.HANGUP_GRACE)
+    assert n.SetPeerState("connected", "reconnecting") in acts
+    assert n.Rebuild(1, "recovery") in acts and n.MakeOffer(1) in acts
+
+
+def test_hang_up_grace_is_a_seam_and_local_close_recovers_at_once() -> None:
+    s = n.initial_state(polite=False, hangup_grace=0.25)
+    assert s.hangup_grace == 0.25
+    s = offered_and_connected()
+    # A close this side did not ask for and the remote did not send: the transport died.
+    s, acts = n.decide(s, n.ConnectionStateChanged(0, "closed"), 10.0)
+    assert n.SetPeerState("connected", "reconnecting") in acts
+    s, acts = n.decide(s, n.Tick(), 10.0)
+    assert n.Rebuild(1, "recovery") in acts
+
+
+def test_signalling_loss_forgets_a_hang_up() -> None:
+    s = hung_up()
+    s, _ = n.decide(s, n.SignallingLost(), 11.0)
+    assert s.deadline() is None

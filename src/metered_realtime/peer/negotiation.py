@@ -24,6 +24,11 @@ without a network. The rules (PROTOCOL.md sections 7.3-7.5, SDK.md section 7):
 * inbound trickled candidates: dropped before a remote description, over 1000 characters,
   or beyond 200 per negotiation generation; end-of-candidates never counts;
 * ICE recovery ladder by rebuild (see ``recovery``), paused while signalling is down;
+* a connection the remote closed cleanly (a hang-up, not a failure) starts no recovery at
+  once: the remote meant it. Either it is leaving the room, and presence ``left`` follows
+  within moments (the peer is then closed with no rebuild and no offer sent to a peer that is
+  gone), or it replaced the connection, and its new offer follows (the ufrag rule rebuilds).
+  Only if neither happens within ``HANGUP_GRACE`` is the hang-up treated as a failure;
 * the RemotePeer state (idle/connecting/connected/reconnecting/closed) lives here too.
 """
 
@@ -42,6 +47,8 @@ REBUILD_COOLDOWN = 2.0
 MAX_CANDIDATES_PER_GENERATION = 200
 MAX_CANDIDATE_LENGTH = 1000
 MAX_STALE_UFRAGS = 8
+#: How long a remote hang-up waits for presence ``left`` or a new offer before recovery.
+HANGUP_GRACE = 5.0
 
 Signaling = Literal["stable", "have-local-offer", "have-remote-offer"]
 PeerState = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
@@ -108,6 +115,8 @@ class ConnectionStateChanged:
     generation: int
     state: str
     """aiortc ``connectionState``: new, connecting, connected, disconnected, failed, closed."""
+    remote_hangup: bool = False
+    """For ``closed``: the remote closed it cleanly (DTLS close_notify), not us or a failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +284,9 @@ class NegotiationState:
     followup_used: bool = False
     ignoring_offer: bool = False
     signalling_down: bool = False
+    hangup_until: float | None = None
+    """The remote hung up the current connection; recovery starts at this time."""
+    hangup_grace: float = HANGUP_GRACE
     peer_state: PeerState = "idle"
     recovery: RecoveryState = field(default_factory=RecoveryState)
 
@@ -291,11 +303,14 @@ class NegotiationState:
             times.append(self.last_rebuild_at + REBUILD_COOLDOWN)
         if self.recovery.deadline is not None:
             times.append(self.recovery.deadline)
+        if self.hangup_until is not None:
+            times.append(self.hangup_until)
         return min(times) if times else None
 
 
-def initial_state(polite: bool) -> NegotiationState:
-    return NegotiationState(polite=polite)
+def initial_state(polite: bool, hangup_grace: float = HANGUP_GRACE) -> NegotiationState:
+    """A fresh machine; ``hangup_grace`` is a timing seam for tests."""
+    return NegotiationState(polite=polite, hangup_grace=hangup_grace)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -343,6 +358,7 @@ def _rebuild(
         stale_ufrags=_remember(s.stale_ufrags, s.gen_ufrags),
         candidates=0,
         ignoring_offer=False,
+        hangup_until=None,
         last_rebuild_at=now if reason in ("collision", "ufrag") else s.last_rebuild_at,
     )
     if s.peer_state == "connected":
@@ -439,7 +455,7 @@ def _on_candidate(
 
 
 def _on_connection_state(
-    s: NegotiationState, state: str, now: float, out: list[Action]
+    s: NegotiationState, state: str, remote_hangup: bool, now: float, out: list[Action]
 ) -> NegotiationState:
     if state == "connected":
         s = replace(s, recovery=recovery.on_connected(s.recovery))
@@ -452,8 +468,17 @@ def _on_connection_state(
         if s.peer_state == "connected":
             s = _set_peer(s, "reconnecting", out)
         return s
+    if remote_hangup and not s.recovery.active and not s.signalling_down and s.started:
+        if s.hangup_until is None:
+            s = replace(s, hangup_until=now + s.hangup_grace)
+        return s
+    return _transport_died(s, now, out)
+
+
+def _transport_died(s: NegotiationState, now: float, out: list[Action]) -> NegotiationState:
     # failed, or closed underneath us: we close connections only by rebuilding them,
     # so either one means the transport died.
+    s = replace(s, hangup_until=None)
     if s.peer_state in ("connected", "connecting"):
         s = _set_peer(s, "reconnecting", out)
     if s.signalling_down or not s.started:
@@ -466,6 +491,8 @@ def _on_tick(s: NegotiationState, now: float, out: list[Action]) -> NegotiationS
         s = _try_offer(s, now, out)
         if s.defer_until is not None and now >= s.defer_until:
             s = replace(s, defer_until=None)
+    if s.hangup_until is not None and now >= s.hangup_until:
+        s = _transport_died(s, now, out)
     if s.held_offer is not None and not _cooling_down(s, now):
         held = s.held_offer
         s = replace(s, held_offer=None)
@@ -556,13 +583,17 @@ def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> N
         if event.generation != s.generation:
             out.append(Ignore("stale connection state"))
             return s
-        return _on_connection_state(s, event.state, now, out)
+        return _on_connection_state(
+            s, event.state, event.state == "closed" and event.remote_hangup, now, out
+        )
 
     if isinstance(event, Tick):
         return _on_tick(s, now, out)
 
     if isinstance(event, SignallingLost):
-        s = replace(s, signalling_down=True, recovery=recovery.cancel(s.recovery))
+        s = replace(
+            s, signalling_down=True, recovery=recovery.cancel(s.recovery), hangup_until=None
+        )
         if s.peer_state not in ("idle", "closed"):
             s = _set_peer(s, "reconnecting", out)
         return s

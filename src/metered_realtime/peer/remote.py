@@ -73,6 +73,13 @@ def _stalled_transceivers(pc: Any) -> bool:
     return False
 
 
+def _closed_by_remote(pc: Any) -> bool:
+    """True when aiortc closed ``pc`` itself because the remote closed every DTLS transport
+    (close_notify): a clean hang-up, as opposed to ``pc.close()`` called on this side.
+    """
+    return getattr(pc, "_RTCPeerConnection__closeTask", None) is not None
+
+
 _KICKS: set[asyncio.Future[Any]] = set()
 
 
@@ -246,7 +253,8 @@ class RemotePeer(EventEmitter):
             state = str(pc.connectionState)
             if state == "connected":
                 _kick_transports(pc)
-            self._feed(neg.ConnectionStateChanged(generation, state))
+            hangup = state == "closed" and _closed_by_remote(pc)
+            self._feed(neg.ConnectionStateChanged(generation, state, remote_hangup=hangup))
 
         def on_track(track: Any) -> None:
             if generation == self._pc_generation and pc is self.pc:
