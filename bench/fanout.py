@@ -293,6 +293,8 @@ class Worker:
         self.lost = 0
         self.settle_waiter: asyncio.Future[None] | None = None
         self.progress_task: asyncio.Task[None] | None = None
+        self.lazy_s = 0.0
+        self.lazy_handle: asyncio.Handle | None = None
 
     def out(self, **msg: Any) -> None:
         sys.stdout.write(json.dumps(msg) + "\n")
@@ -380,6 +382,21 @@ class Worker:
             self.out(ev="p", d=self.delivered)
             await asyncio.sleep(interval)
 
+    def _lazy(self) -> None:
+        # Block the loop briefly once per iteration: frames pile up in the socket buffers and
+        # each read then takes many at once, so subscribers spend far fewer syscalls per
+        # delivery. Only for the throughput phase; it would add to measured latency.
+        time.sleep(self.lazy_s)
+        self.lazy_handle = asyncio.get_running_loop().call_soon(self._lazy)
+
+    def set_lazy(self, seconds: float) -> None:
+        if self.lazy_handle is not None:
+            self.lazy_handle.cancel()
+            self.lazy_handle = None
+        self.lazy_s = seconds
+        if seconds > 0:
+            self.lazy_handle = asyncio.get_running_loop().call_soon(self._lazy)
+
     def stats(self, lat_dir: str) -> None:
         path = os.path.join(lat_dir, f"lat-{self.index}-{os.getpid()}.bin")
         with open(path, "wb") as fh:
@@ -419,6 +436,10 @@ class Worker:
                     self.progress_task = None
                 if cmd["interval"] > 0:
                     self.progress_task = asyncio.create_task(self.progress(cmd["interval"]))
+                self.out(ev="ok", op=op)
+                continue
+            elif op == "lazy":
+                self.set_lazy(float(cmd["seconds"]))
                 self.out(ev="ok", op=op)
                 continue
             elif op == "latency":
@@ -676,6 +697,8 @@ class Run:
         for w in self.workers:
             await w.send(cmd="progress", interval=0.005)
             await w.expect("ok", self.left(10))
+            await w.send(cmd="lazy", seconds=self.args.lazy_ms / 1000)
+            await w.expect("ok", self.left(10))
         window = self.args.window
         n = self.n
         pub = self.publisher
@@ -717,6 +740,9 @@ class Run:
         )
         # Let the pipeline drain before the latency phase.
         await self.drain(pub.sent * n - base, 10)
+        for w in self.workers:
+            await w.send(cmd="lazy", seconds=0)
+            await w.expect("ok", self.left(10))
 
     async def drain(self, expected: int, timeout: float) -> bool:
         stop = time.monotonic() + timeout
@@ -889,6 +915,7 @@ async def controller(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "repeat": args.repeat,
         "window": args.window,
+        "lazy_ms": args.lazy_ms,
         "duration_s": args.duration,
         "baseline_loop": args.baseline_loop,
         "server_overrides": {"rate_per_second": args.server_rate_limit},
@@ -909,6 +936,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=2, help="tries per server, best kept")
     parser.add_argument("--window", type=int, default=32, help="messages in flight (closed loop)")
+    parser.add_argument(
+        "--lazy-ms",
+        type=float,
+        default=2.0,
+        help="throughput phase: subscribers pause this long per loop turn to read in batches",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--connect-concurrency", type=int, default=64)
