@@ -146,3 +146,32 @@ def test_signalling_loss_forgets_a_hang_up() -> None:
     s = hung_up()
     s, _ = n.decide(s, n.SignallingLost(), 11.0)
     assert s.deadline() is None
+
+
+# --------------------------------------------------------------- ladder timing seam
+
+
+def test_ladder_timings_travel_in_the_state_and_survive_resets() -> None:
+    from metered_realtime.peer.recovery import RecoveryState
+
+    ladder = RecoveryState(delays=(0.0, 0.5), probe_timeout=1.0)
+    s = n.initial_state(polite=False, ladder=ladder)
+    s, _ = n.decide(s, n.RemoteOffer(sdp("r0")), 0.0)
+    s, _ = n.decide(s, n.LocalDescriptionReady(0, "answer", sdp("l0")), 0.0)
+    for cycle in range(2):  # the second cycle runs after a connected reset the budget
+        t = 10.0 * (cycle + 1)
+        s, _ = n.decide(s, n.ConnectionStateChanged(s.generation, "failed"), t)
+        times, exhausted = [], []
+        for _ in range(10):
+            deadline = s.deadline()
+            if deadline is None:
+                break
+            s, acts = n.decide(s, n.Tick(), deadline)
+            times += [deadline for a in acts if isinstance(a, n.Rebuild)]
+            exhausted += [a for a in acts if isinstance(a, n.ReportExhausted)]
+            if any(isinstance(a, n.MakeOffer) for a in acts):
+                s, _ = n.decide(s, n.LocalDescriptionReady(s.generation, "offer", "o"), deadline)
+        assert times == [t, t + 1.0 + 0.5]
+        assert exhausted == [n.ReportExhausted(2)]
+        s, _ = n.decide(s, n.ConnectionStateChanged(s.generation, "connected"), t + 5)
+        assert s.recovery == RecoveryState(delays=(0.0, 0.5), probe_timeout=1.0)

@@ -5,6 +5,10 @@ target. Faults: ``cut()`` aborts every live connection (both sides, no close fra
 ``stall()`` stops forwarding in both directions until ``resume()`` (bytes are held,
 not lost), ``refuse()`` makes new connections fail at once (accepted then reset),
 ``delay(seconds)`` holds every chunk that long before forwarding (order preserved).
+
+``filter_server_frames(keep)`` drops WebSocket frames from the server for which
+``keep(opcode, payload)`` is false, on connections accepted from then on (the HTTP upgrade
+response passes untouched; the server sends unfragmented, uncompressed frames).
 """
 
 from __future__ import annotations
@@ -12,12 +16,80 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 __all__ = ["FaultProxy", "fault_proxy"]
 
 _CHUNK = 65536
 _QUEUE_CHUNKS = 256  # per direction; a full queue stops reading (backpressure)
+_MAX_HEADER = 65536  # an HTTP upgrade response longer than this is passed through unparsed
+
+FrameFilter = Callable[[int, bytes], bool]
+
+
+class _FrameSplitter:
+    """Cuts a server-to-client WebSocket byte stream into frames and drops unwanted ones."""
+
+    def __init__(self, keep: FrameFilter, proxy: FaultProxy) -> None:
+        self.keep = keep
+        self.proxy = proxy
+        self.buffer = b""
+        self.in_header = True
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes to forward now; an incomplete frame stays buffered."""
+        self.buffer += data
+        out = bytearray()
+        if self.in_header:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) <= _MAX_HEADER:
+                    return b""
+                end = len(self.buffer) - 4  # not HTTP: give up parsing, forward as is
+                self.keep = lambda opcode, payload: True
+            out += self.buffer[: end + 4]
+            self.buffer = self.buffer[end + 4 :]
+            self.in_header = False
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            raw, opcode, payload = frame
+            if self.keep(opcode, payload):
+                out += raw
+            else:
+                self.proxy.dropped_frames += 1
+        return bytes(out)
+
+    def _next_frame(self) -> tuple[bytes, int, bytes] | None:
+        buf = self.buffer
+        if len(buf) < 2:
+            return None
+        opcode = buf[0] & 0x0F
+        masked = bool(buf[1] & 0x80)
+        length = buf[1] & 0x7F
+        pos = 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, pos = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, pos = int.from_bytes(buf[2:10], "big"), 10
+        mask = b""
+        if masked:
+            if len(buf) < pos + 4:
+                return None
+            mask, pos = buf[pos : pos + 4], pos + 4
+        end = pos + length
+        if len(buf) < end:
+            return None
+        payload = buf[pos:end]
+        if masked:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.buffer = buf[end:]
+        return buf[:end], opcode, payload
 
 
 class _Link:
@@ -25,6 +97,8 @@ class _Link:
 
     def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
+        keep = proxy._server_frame_filter
+        self.splitter = _FrameSplitter(keep, proxy) if keep is not None else None
         self.transports: list[asyncio.BaseTransport] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = asyncio.Event()
@@ -38,19 +112,29 @@ class _Link:
     ) -> None:
         self.transports = [c_writer.transport, s_writer.transport]
         loop = asyncio.get_running_loop()
-        for reader, writer in ((c_reader, s_writer), (s_reader, c_writer)):
+        for reader, writer, splitter in (
+            (c_reader, s_writer, None),
+            (s_reader, c_writer, self.splitter),
+        ):
             queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(_QUEUE_CHUNKS)
-            self.tasks.append(loop.create_task(self._read(reader, queue)))
+            self.tasks.append(loop.create_task(self._read(reader, queue, splitter)))
             self.tasks.append(loop.create_task(self._write(writer, queue)))
 
     async def _read(
-        self, reader: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes] | None]
+        self,
+        reader: asyncio.StreamReader,
+        queue: asyncio.Queue[tuple[float, bytes] | None],
+        splitter: _FrameSplitter | None = None,
     ) -> None:
         try:
             while not reader.at_eof():
                 data = await reader.read(_CHUNK)
                 if not data:
                     break
+                if splitter is not None:
+                    data = splitter.feed(data)
+                    if not data:
+                        continue
                 await queue.put((time.monotonic() + self.proxy.delay_seconds, data))
         except (ConnectionError, OSError):
             pass
@@ -107,6 +191,8 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
         self._accepted_event = asyncio.Event()
+        self._server_frame_filter: FrameFilter | None = None
+        self.dropped_frames = 0  # server frames dropped by the frame filter so far
 
     @property
     def url(self) -> str:
@@ -158,6 +244,13 @@ class FaultProxy:
     def delay(self, seconds: float) -> None:
         """Hold every chunk ``seconds`` before forwarding it (0 turns it off)."""
         self.delay_seconds = max(0.0, seconds)
+
+    def filter_server_frames(self, keep: FrameFilter | None) -> None:
+        """Forward only server frames with ``keep(opcode, payload)`` true (None: all).
+
+        Applies to connections accepted after the call.
+        """
+        self._server_frame_filter = keep
 
     async def wait_accepted(self, count: int, timeout: float = 5.0) -> None:
         """Wait until at least ``count`` connections were accepted in total."""

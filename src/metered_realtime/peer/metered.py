@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import copy
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .._emitter import EventEmitter
@@ -52,7 +52,8 @@ from ..signalling import (
     SignallingClientOptions,
     SubscribeOptions,
 )
-from .negotiation import is_polite
+from .negotiation import HANGUP_GRACE, is_polite
+from .recovery import RecoveryState
 from .remote import RemotePeer
 
 MeteredPeerState = Literal["idle", "joining", "joined", "reconnecting", "leaving", "closed"]
@@ -121,6 +122,9 @@ class MeteredPeer(EventEmitter):
         _client: SignallingClient | None = None,
         _pc_factory: Any = None,
         _reconcile_deadline: float = RECONCILE_DEADLINE,
+        _ladder_delays: tuple[float, ...] | None = None,
+        _probe_timeout: float | None = None,
+        _hangup_grace: float | None = None,
     ) -> None:
         own_logger = logger if logger is not None else NoopLogger()
         if options is not None and options.logger is not None and logger is None:
@@ -142,6 +146,14 @@ class MeteredPeer(EventEmitter):
         self._client = _client
         self._pc_factory = _pc_factory
         self._reconcile_deadline = float(_reconcile_deadline)
+        # Test seams: the ICE recovery ladder's timings (PROTOCOL.md section 7.5).
+        ladder = RecoveryState()
+        if _ladder_delays is not None:
+            ladder = replace(ladder, delays=tuple(float(d) for d in _ladder_delays))
+        if _probe_timeout is not None:
+            ladder = replace(ladder, probe_timeout=float(_probe_timeout))
+        self._ladder = ladder
+        self._hangup_grace = HANGUP_GRACE if _hangup_grace is None else float(_hangup_grace)
         self._state: MeteredPeerState = "idle"
         self._channel: str | None = None
         self._sub_opts = SubscribeOptions()

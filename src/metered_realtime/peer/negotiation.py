@@ -308,9 +308,14 @@ class NegotiationState:
         return min(times) if times else None
 
 
-def initial_state(polite: bool, hangup_grace: float = HANGUP_GRACE) -> NegotiationState:
-    """A fresh machine; ``hangup_grace`` is a timing seam for tests."""
-    return NegotiationState(polite=polite, hangup_grace=hangup_grace)
+def initial_state(
+    polite: bool,
+    hangup_grace: float = HANGUP_GRACE,
+    ladder: RecoveryState | None = None,
+) -> NegotiationState:
+    """A fresh machine; ``hangup_grace`` and the ladder's timings are seams for tests."""
+    rec = recovery.reset(ladder) if ladder is not None else RecoveryState()
+    return NegotiationState(polite=polite, hangup_grace=hangup_grace, recovery=rec)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -609,7 +614,7 @@ def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> N
             defer_until=None,
             held_offer=None,
             followup_used=False,
-            recovery=RecoveryState(),
+            recovery=recovery.reset(s.recovery),
             dirty=False,
         )
         return _rebuild(s, "reconcile", now, out)

@@ -4,6 +4,9 @@ aiortc cannot restart ICE in place, so each attempt rebuilds the whole connectio
 re-offers. Attempts start 0, 1, 2, 4, 8, 16, 30, 30, 30 s after the previous one failed; each
 waits up to 15 s for ``connected``. After nine failed attempts the ladder reports exhaustion
 once and stays latched until the next ``connected`` (PROTOCOL.md section 7.5).
+
+The timings travel in the state (``delays``, ``probe_timeout``) so tests can shorten them;
+``RecoveryState()`` has the protocol's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class RecoveryState:
     next_attempt_at: float | None = None
     probe_deadline: float | None = None
     exhausted: bool = False
+    delays: tuple[float, ...] = ATTEMPT_DELAYS
+    probe_timeout: float = PROBE_TIMEOUT
 
     @property
     def active(self) -> bool:
@@ -47,28 +52,33 @@ def on_failed(state: RecoveryState, now: float) -> RecoveryState:
         return state
     if state.probe_deadline is not None:
         return replace(state, probe_deadline=min(state.probe_deadline, now))
-    return replace(state, next_attempt_at=now + ATTEMPT_DELAYS[0])
+    return replace(state, next_attempt_at=now + state.delays[0])
+
+
+def reset(state: RecoveryState) -> RecoveryState:
+    """The idle ladder with the same timings."""
+    return RecoveryState(delays=state.delays, probe_timeout=state.probe_timeout)
 
 
 def on_connected(state: RecoveryState) -> RecoveryState:
     """A successful connect resets the budget and re-arms exhaustion reporting."""
-    return RecoveryState()
+    return reset(state)
 
 
 def cancel(state: RecoveryState) -> RecoveryState:
     """Stop any pending attempt, keeping the latch (used while signalling is down)."""
-    return RecoveryState(exhausted=state.exhausted)
+    return replace(reset(state), exhausted=state.exhausted)
 
 
 def on_tick(state: RecoveryState, now: float) -> tuple[RecoveryState, Step | None]:
     """Advance the ladder at ``now``; returns the step to carry out, if any."""
     if state.probe_deadline is not None and now >= state.probe_deadline:
-        if state.attempts >= len(ATTEMPT_DELAYS):
-            return RecoveryState(attempts=state.attempts, exhausted=True), "exhausted"
+        if state.attempts >= len(state.delays):
+            return replace(reset(state), attempts=state.attempts, exhausted=True), "exhausted"
         state = replace(
             state,
             probe_deadline=None,
-            next_attempt_at=now + ATTEMPT_DELAYS[state.attempts],
+            next_attempt_at=now + state.delays[state.attempts],
         )
     if state.next_attempt_at is not None and now >= state.next_attempt_at:
         return (
@@ -76,7 +86,7 @@ def on_tick(state: RecoveryState, now: float) -> tuple[RecoveryState, Step | Non
                 state,
                 attempts=state.attempts + 1,
                 next_attempt_at=None,
-                probe_deadline=now + PROBE_TIMEOUT,
+                probe_deadline=now + state.probe_timeout,
             ),
             "attempt",
         )

@@ -122,7 +122,7 @@ class RemotePeer(EventEmitter):
         self._owner = owner
         self.id = peer_id
         self.metadata = metadata
-        self._neg = neg.initial_state(polite)
+        self._neg = neg.initial_state(polite, owner._hangup_grace, owner._ladder)
         self._loop = asyncio.get_running_loop()
         self._inbox: deque[neg.Event] = deque()
         self._wakeup = asyncio.Event()
