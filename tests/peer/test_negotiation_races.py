@@ -175,3 +175,35 @@ def test_ladder_timings_travel_in_the_state_and_survive_resets() -> None:
         assert exhausted == [n.ReportExhausted(2)]
         s, _ = n.decide(s, n.ConnectionStateChanged(s.generation, "connected"), t + 5)
         assert s.recovery == RecoveryState(delays=(0.0, 0.5), probe_timeout=1.0)
+
+
+# --------------------------------------------------------------- trickled candidates
+
+
+def _cand(ufrag: str | None, mid: str = "0") -> dict[str, object]:
+    return {
+        "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host",
+        "sdpMid": mid,
+        "sdpMLineIndex": 0,
+        "usernameFragment": ufrag,
+    }
+
+
+def test_browser_candidates_of_the_current_ice_generation_are_added() -> None:
+    s = n.initial_state(polite=False)
+    s, _ = n.decide(s, n.RemoteOffer(sdp("r0")), 0.0)
+    for init in (_cand("r0"), _cand(None), _cand("")):
+        s, acts = n.decide(s, n.RemoteCandidate(init), 0.1)
+        assert n.AddCandidate(0, init, report_errors=True) in acts
+
+
+def test_late_candidate_of_an_earlier_ice_generation_is_dropped() -> None:
+    s = offered_and_connected()  # the remote answered with ufrag r0
+    s, acts = n.decide(s, n.RemoteCandidate(_cand("r0")), 3.0)
+    assert kinds(acts) == [n.AddCandidate]
+    # The remote rebuilt / restarted ICE: its new offer carries r1.
+    s, _ = n.decide(s, n.RemoteOffer(sdp("r1")), 10.0)
+    s, acts = n.decide(s, n.RemoteCandidate(_cand("r0")), 10.1)
+    assert kinds(acts) == []
+    s, acts = n.decide(s, n.RemoteCandidate(_cand("r1")), 10.2)
+    assert kinds(acts) == [n.AddCandidate]

@@ -22,7 +22,9 @@ without a network. The rules (PROTOCOL.md sections 7.3-7.5, SDK.md section 7):
 * when our answer leaves local media unsatisfied, one follow-up offer is made;
 * non-trickle: every local description is followed by exactly one ``rtc-ice`` null marker;
 * inbound trickled candidates: dropped before a remote description, over 1000 characters,
-  or beyond 200 per negotiation generation; end-of-candidates never counts;
+  or beyond 200 per negotiation generation; end-of-candidates never counts; a candidate whose
+  ``usernameFragment`` names another ICE generation than the current remote description's
+  ufrag is dropped too (as browsers do: a late candidate of a restarted or rebuilt session);
 * ICE recovery ladder by rebuild (see ``recovery``), paused while signalling is down;
 * a connection the remote closed cleanly (a hang-up, not a failure) starts no recovery at
   once: the remote meant it. Either it is leaving the room, and presence ``left`` follows
@@ -454,6 +456,10 @@ def _on_candidate(
         return s
     if s.candidates >= MAX_CANDIDATES_PER_GENERATION:
         out.append(Ignore("candidate cap reached"))
+        return s
+    ufrag = init.get("usernameFragment")
+    if isinstance(ufrag, str) and ufrag and s.remote_ufrag is not None and ufrag != s.remote_ufrag:
+        out.append(Ignore("candidate of another ICE generation"))
         return s
     out.append(AddCandidate(s.generation, init, report_errors=not s.ignoring_offer))
     return replace(s, candidates=s.candidates + 1)
