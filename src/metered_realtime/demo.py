@@ -60,6 +60,7 @@ __all__ = [
     "main",
     "restrict_ice_to_loopback",
     "run_demo",
+    "serve_page",
 ]
 
 
@@ -585,26 +586,20 @@ class _Demo:
 
     async def serve_browser(self, stop: asyncio.Event) -> None:
         assert self.server is not None
-        sdk = find_js_sdk(self.opts.sdk_js)
-        page = _browser_page(self.server.url, self.server.api_key, self.opts.room, sdk is not None)
-        http = await asyncio.start_server(
-            lambda r, w: _serve_http(r, w, page, sdk), "127.0.0.1", self.opts.http_port
-        )
-        port = http.sockets[0].getsockname()[1]
-        self.say.line()
-        self.say.line(f"browser: open http://127.0.0.1:{port}/ to join room {self.opts.room!r}")
-        if sdk is None:
-            self.say.line(f"browser: {JS_SDK_INSTALL_HINT}")
-        if loopback_requested(self.opts.loopback):
-            self.say.line(
-                "browser: --loopback is on; a browser tab can only connect over 127.0.0.1"
-            )
-        self.say.line("browser: alice keeps playing the tone and bob echoes; Ctrl-C to stop")
-        try:
+        srv, opts = self.server, self.opts
+        async with serve_page(
+            srv.url, srv.api_key, opts.room, port=opts.http_port, sdk_js=opts.sdk_js
+        ) as page:
+            self.say.line()
+            self.say.line(f"browser: open {page} to join room {opts.room!r}")
+            if find_js_sdk(opts.sdk_js) is None:
+                self.say.line(f"browser: {JS_SDK_INSTALL_HINT}")
+            if loopback_requested(opts.loopback):
+                self.say.line(
+                    "browser: --loopback is on; a browser tab can only connect over 127.0.0.1"
+                )
+            self.say.line("browser: alice keeps playing the tone and bob echoes; Ctrl-C to stop")
             await stop.wait()
-        finally:
-            http.close()
-            await http.wait_closed()
 
     async def main(self) -> int:
         opts = self.opts
@@ -673,6 +668,39 @@ async def run_demo(opts: DemoOptions, out: TextIO | None = None) -> int:
 # --- the browser page -----------------------------------------------------------------
 
 _MAX_REQUEST = 8192
+DEMO_INTRO = (
+    "<b>alice</b> streams a tone to you (press <i>unmute</i> to hear it) and <b>bob</b> "
+    "echoes what you send. The terminal running <code>metered-realtime demo --browser</code> "
+    "prints what the Python peers see."
+)
+
+
+@contextlib.asynccontextmanager
+async def serve_page(
+    url: str,
+    api_key: str,
+    room: str,
+    *,
+    port: int = 0,
+    sdk_js: str | None = None,
+    intro: str = DEMO_INTRO,
+) -> AsyncIterator[str]:
+    """Serve, on 127.0.0.1, a page that joins ``room`` with the JavaScript SDK.
+
+    Yields the page's address. The page loads the SDK's UMD build from ``/sdk.js``
+    (:func:`find_js_sdk` locates it; without it the page says how to install it) and
+    offers join, unmute, microphone sharing, broadcast, direct and data channel
+    messages. ``intro`` is an HTML fragment shown above the buttons. The publishable
+    ``api_key`` is embedded in the page, which is what publishable keys are for.
+    """
+    sdk = find_js_sdk(sdk_js)
+    page = _browser_page(url, api_key, room, sdk is not None, intro)
+    http = await asyncio.start_server(lambda r, w: _serve_http(r, w, page, sdk), "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{http.sockets[0].getsockname()[1]}/"
+    finally:
+        http.close()
+        await http.wait_closed()
 
 
 async def _serve_http(
@@ -708,13 +736,14 @@ async def _serve_http(
             await writer.wait_closed()
 
 
-def _browser_page(url: str, key: str, room: str, sdk_available: bool) -> bytes:
+def _browser_page(url: str, key: str, room: str, sdk_available: bool, intro: str) -> bytes:
     config = json.dumps({"url": url, "apiKey": key, "room": room, "sdk": sdk_available})
     missing = "" if sdk_available else f"<p class='err'>{html.escape(JS_SDK_INSTALL_HINT)}</p>"
     return (
         _PAGE.replace("%%CONFIG%%", config.replace("</", "<\\/"))
         .replace("%%MISSING%%", missing)
         .replace("%%ROOM%%", html.escape(room))
+        .replace("%%INTRO%%", intro)
         .encode()
     )
 
@@ -735,17 +764,15 @@ button, input { font-size: 15px; margin: 0.2em; }
 <body>
 <h1>metered-realtime demo: room <code>%%ROOM%%</code></h1>
 %%MISSING%%
-<p>This tab joins the room with the JavaScript SDK. <b>alice</b> streams a tone to you (press
-<i>unmute</i> to hear it) and <b>bob</b> echoes what you send. The terminal running
-<code>metered-realtime demo --browser</code> prints what the Python peers see.</p>
+<p>This tab joins the room with the JavaScript SDK. %%INTRO%%</p>
 <p>
 <button id="join">join</button>
 <button id="unmute" disabled>unmute</button>
 <button id="mic" disabled>share microphone</button>
 <input id="text" placeholder="a message" value="hello from the browser">
 <button id="send" disabled>broadcast</button>
-<button id="direct" disabled>send to bob</button>
-<button id="dc" disabled>data channel to bob</button>
+<button id="direct" disabled>direct message</button>
+<button id="dc" disabled>data channel message</button>
 </p>
 <div id="media"></div>
 <div id="log"></div>
