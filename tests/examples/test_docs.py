@@ -44,6 +44,8 @@ EXPECTED: dict[str, list[str]] = {
         r"bob receives audio from \S+, metadata \{'role': 'tone'\}",
         r"bob heard 1\.0 s of audio",
     ],
+    "authentication.md-0": [r"connected with a publishable key as \S+"],
+    "authentication.md-2": [r"joined room-42: Ada"],
 }
 
 
