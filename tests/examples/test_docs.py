@@ -46,6 +46,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "authentication.md-0": [r"connected with a publishable key as \S+"],
     "authentication.md-2": [r"joined room-42: Ada"],
+    "iot-telemetry.md-0": [rf"^boiler #{i}: 2\d\.\d+ C$" for i in range(5)],
+    "ai-agent.md-2": [r"bot heard \S+ at rms 0\.[1-9]\d"],
 }
 
 
