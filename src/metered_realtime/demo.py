@@ -910,7 +910,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loopback",
         action="store_true",
-        help=f"keep WebRTC on 127.0.0.1 (tests, CI; also {LOOPBACK_ENV}=1)",
+        help=f"keep WebRTC on 127.0.0.1 (the default unless --browser; also {LOOPBACK_ENV}=1)",
+    )
+    parser.add_argument(
+        "--lan",
+        action="store_true",
+        help="let WebRTC use the machine's network interfaces (the default with --browser)",
     )
     parser.add_argument(
         "--browser", action="store_true", help="also serve a page to join from a browser tab"
@@ -928,7 +933,9 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         port=args.port,
         db=args.db,
         room=args.room,
-        loopback=args.loopback,
+        # Two peers in one process need nothing but loopback; a browser tab needs real
+        # interfaces, since browsers do not gather 127.0.0.1 candidates.
+        loopback=args.loopback or not (args.lan or args.browser),
         browser=args.browser,
         http_port=args.http_port,
         sdk_js=args.sdk_js,
