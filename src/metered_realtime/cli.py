@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -149,6 +150,12 @@ async def _serve(args: argparse.Namespace) -> int:
     store = Store(config.db)
     server = Server(config, store)
     await server.start()
+    # Thousands of long-lived connection objects make every full collection a pause of
+    # 100-200 ms (seen as the 5k-subscriber p99); collect young objects less often, full
+    # ones rarely, and keep start-up objects out of the scan.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     shown_host = "localhost" if config.host in ("localhost", "127.0.0.1", "::1") else config.host
     print(f"url: ws://{shown_host}:{server.port}/v1", flush=True)
     if args.dev:
