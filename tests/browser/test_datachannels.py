@@ -57,11 +57,11 @@ async def test_data_channels_both_sides_and_after_media(
     remote = await watch.wait_remote(page_id)
     rec = watch.remote(page_id)
 
+    video = None
     if media_from == "browser":
         # The browser makes the first offer, with audio and video only: the SCTP section
         # comes in a later offer, once the browser opens its first data channel.
         await page.call("startMedia", {"metadata": {"role": "camera"}})
-        video = None
         for _ in range(2):
             ev = await rec.next(Track, timeout=20)
             if ev.track.kind == "video":
@@ -95,6 +95,9 @@ async def test_data_channels_both_sides_and_after_media(
     before = flowing(await page.call("rtpStats", py.peer_id))
     await page.wait_stats(py.peer_id, lambda s: flowing(s) > before + 20)
     assert not rec.of(ConnectionReset) and not page.events("connection-reset")
+    if video is not None:
+        frame = await asyncio.wait_for(video.recv(), 15)
+        assert frame.width > 0
 
     # A channel opened from the Python side.
     raw = remote.create_data_channel("from-python")
