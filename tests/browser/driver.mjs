@@ -6,7 +6,7 @@
 // (`window.H`).
 //
 // Protocol: JSON lines.
-//   argv[2] <- JSON {executablePath, args: [...]}
+//   argv[2] <- JSON {executablePath, args: [...], userDataDir?}
 //   stdin   <- {"id": 1, "cmd": "...", ...args}
 //   stdout  -> {"type": "ready", "userAgent": "..."}
 //              {"type": "result", "id": 1, "ok": true, "value": ...}
@@ -48,7 +48,8 @@ function describeError(err) {
 }
 
 const config = JSON.parse(process.argv[2] || "{}");
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "metered-chromium-"));
+// The caller may own the directory (and remove it even if this process is killed).
+const userDataDir = config.userDataDir || fs.mkdtempSync(path.join(os.tmpdir(), "metered-chromium-"));
 const pages = new Map(); // label -> Page
 const labels = new Map(); // Page -> label
 

@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import shutil
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -192,6 +193,7 @@ class Browser:
         self.proc: asyncio.subprocess.Process | None = None
         self.pid: int | None = None
         self.user_agent: str | None = None
+        self.user_data_dir: str | None = None
         self.lines: list[dict[str, Any]] = []
         self.stderr: deque[str] = deque(maxlen=200)
         self.pages: dict[str, Page] = {}
@@ -209,7 +211,12 @@ class Browser:
             raise RuntimeError(reason)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        config = {"executablePath": CHROMIUM, "args": CHROMIUM_ARGS}
+        self.user_data_dir = tempfile.mkdtemp(prefix="metered-chromium-")
+        config = {
+            "executablePath": CHROMIUM,
+            "args": CHROMIUM_ARGS,
+            "userDataDir": self.user_data_dir,
+        }
         self.proc = await asyncio.create_subprocess_exec(
             "node",
             str(DRIVER),
@@ -250,6 +257,8 @@ class Browser:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.user_data_dir is not None:
+            shutil.rmtree(self.user_data_dir, ignore_errors=True)
 
     async def __aenter__(self) -> Browser:
         return await self.start()
