@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
@@ -52,6 +53,7 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--max-message-size", type=int, default=None, dest="max_message_size")
     p.add_argument("--max-connections-per-app", type=int, default=None)
     p.add_argument("--ice-urls", default=None, help="comma-separated stun:/turn: URLs")
+    p.add_argument("--admin-token", default=None, help="enables the admin API under /admin/")
     p.add_argument("--log-level", default="info")
 
 
@@ -134,7 +136,7 @@ def _dev_key(store: Any) -> Any:
 async def _serve(args: argparse.Namespace) -> int:
     from .server.app import Server
     from .server.settings import ENV_PREFIX, load_config
-    from .server.store import Store
+    from .server.store import Store, random_base62
 
     flags = {
         "host": args.host,
@@ -143,10 +145,13 @@ async def _serve(args: argparse.Namespace) -> int:
         "max_message_size": args.max_message_size,
         "max_connections_per_app": args.max_connections_per_app,
         "ice_urls": args.ice_urls,
+        "admin_token": args.admin_token,
     }
     if args.host is None and ENV_PREFIX + "HOST" not in os.environ:
         flags["host"] = "localhost"
     config = load_config(flags, toml_path=args.config)
+    if args.dev and not config.admin_token:
+        config = dataclasses.replace(config, admin_token=random_base62(32))
     store = Store(config.db)
     server = Server(config, store)
     await server.start()
@@ -162,6 +167,7 @@ async def _serve(args: argparse.Namespace) -> int:
         key = _dev_key(store)
         print(f"app: {key.app_id}", flush=True)
         print(f"key: {key.key}", flush=True)
+        print(f"admin-token: {config.admin_token}", flush=True)
         print(f"connect: ws://{shown_host}:{server.port}/v1?key={key.key}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

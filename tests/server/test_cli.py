@@ -66,6 +66,11 @@ async def test_serve_dev_prints_a_working_key_and_drains_on_sigterm(tmp_path):
         port = info["url"].rsplit(":", 1)[1].split("/")[0]
         a = await Wire.open(f"ws://127.0.0.1:{port}/v1?key={info['key']}")
         b = await Wire.open(f"ws://127.0.0.1:{port}/v1?key={info['key']}")
+        # --dev also turns on the admin API with a fresh token.
+        from tests.server.test_admin import call
+
+        status, apps, _ = await call(int(port), "GET", "/admin/apps", token=info["admin-token"])
+        assert status == 200 and apps["apps"][0]["name"] == "dev"
         # The dev key has every permission, send included.
         reply = await a.request({"type": "send", "to": b.peer_id, "data": 1, "requestId": "d"})
         assert reply == {"type": "ack", "requestId": "d"}

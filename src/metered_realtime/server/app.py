@@ -17,9 +17,12 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from ..protocol import decode_client_frame, dumps, to_wire_bytes
+from .admin import AdminApi
 from .auth import Refusal, authenticate
 from .config import ServerConfig
+from .front import FrontConnection
 from .hub import Conn, Hub
+from .metrics import Metrics
 from .store import Store, random_base62
 from .turn import welcome_metadata
 
@@ -88,6 +91,10 @@ class Server:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.port: int = config.port
+        self.metrics = Metrics(self)
+        self._connection_class = type(
+            "ServerFrontConnection", (FrontConnection,), {"router": AdminApi(self).routes()}
+        )
 
     # --- lifecycle --------------------------------------------------------
 
@@ -99,6 +106,7 @@ class Server:
             cfg.host,
             cfg.port,
             process_request=self._process_request,
+            create_connection=self._connection_class,
             max_size=cfg.max_message_size + cfg.envelope_room,
             compression=None,
             ping_interval=cfg.ws_ping_interval,
@@ -162,15 +170,7 @@ class Server:
     # --- HTTP -------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            return connection.respond(HTTPStatus.OK, "ok\n")
-        if path == "/readyz":
-            if self.draining:
-                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
-            return connection.respond(HTTPStatus.OK, "ready\n")
-        if path != "/v1":
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        # Only ``GET /v1`` reaches websockets; the rest is answered by the admin routes.
         if self.draining:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
         return None
@@ -195,6 +195,7 @@ class Server:
             peer_metadata_limit=self.config.peer_metadata_limit,
         )
         if isinstance(principal, Refusal):
+            self.hub.stats.count(self.hub.stats.refusals, principal.code)
             await ws.close(principal.code, principal.reason)
             return
         app_peers = self.hub.apps.get(principal.app_id)

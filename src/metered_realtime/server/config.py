@@ -32,6 +32,7 @@ class ServerConfig:
     ice_urls: tuple[str, ...] = field(default_factory=tuple)
     turn_secret: str | None = field(default=None, repr=False)
     turn_ttl: float = 86400.0
+    admin_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:

@@ -122,6 +122,20 @@ class AppState:
 _QUOTA_MESSAGE = "message quota exhausted"
 
 
+@dataclass(slots=True)
+class HubStats:
+    """Counters read by the metrics endpoint; increments are plain integer additions."""
+
+    connections_total: int = 0
+    frames_received: int = 0
+    deliveries: int = 0
+    closes: dict[int, int] = field(default_factory=dict)
+    refusals: dict[int, int] = field(default_factory=dict)
+
+    def count(self, table: dict[int, int], code: int) -> None:
+        table[code] = table.get(code, 0) + 1
+
+
 class Hub:
     """Routing for every app of one node."""
 
@@ -134,7 +148,7 @@ class Hub:
         self._presence_due: list[tuple[float, int, Channel]] = []
         self._expiries: list[tuple[int, int]] = []
         self._tie = itertools.count()
-        self.deliveries = 0
+        self.stats = HubStats()
 
     # --- connections ------------------------------------------------------
 
@@ -152,9 +166,11 @@ class Hub:
             app = self.apps[principal.app_id] = AppState(principal.app_id)
         limit = self.config.max_connections_per_app
         if limit is not None and len(app.peers) >= limit:
+            self.stats.count(self.stats.refusals, 4010)
             return Refusal(4010, "over concurrent connection limit")
         conn = Conn(next(self._ids), peer_id, principal, app, handle, now)
         conn.tokens = self.config.rate_burst
+        self.stats.connections_total += 1
         app.peers[peer_id] = conn
         self.conns[conn.id] = conn
         if principal.expires_at is not None:
@@ -187,6 +203,7 @@ class Hub:
     def close(self, conn: Conn, code: int, reason: str, now: float) -> None:
         """Close a connection from the server side and forget it."""
         if conn.alive:
+            self.stats.count(self.stats.closes, code)
             self.sink.close(conn, code, reason)
             self.disconnect(conn, now)
 
@@ -210,6 +227,7 @@ class Hub:
         """Handle one decoded client frame."""
         if not conn.alive:
             return
+        self.stats.frames_received += 1
         cfg = self.config
         conn.tokens = min(
             cfg.rate_burst, conn.tokens + (now - conn.last_refill) * cfg.rate_per_second
@@ -314,7 +332,7 @@ class Hub:
                 rich = head + b',"fromMetadata":' + to_wire_bytes(conn.meta_json) + b"}"
                 self.sink.fanout([c for c, meta in channel.subs.items() if not meta], plain)
                 self.sink.fanout([c for c, meta in channel.subs.items() if meta], rich)
-            self.deliveries += len(channel.subs)
+            self.stats.deliveries += len(channel.subs)
         self._ack(conn, frame.request_id)
 
     def _send(self, conn: Conn, frame: SendFrame, now: float) -> None:
@@ -343,7 +361,7 @@ class Hub:
         if conn.meta_json is not None and target.sender_meta_subs > 0:
             payload += b',"fromMetadata":' + to_wire_bytes(conn.meta_json)
         self.sink.send(target, payload + b"}")
-        self.deliveries += 1
+        self.stats.deliveries += 1
         self._ack(conn, frame.request_id)
 
     # --- subscriptions and presence --------------------------------------
