@@ -18,6 +18,7 @@ from tests.support.browser import Browser, Watch, all_loopback
 
 from metered_realtime.events import StreamAdded, Track
 from metered_realtime.media import MediaStream
+from metered_realtime.peer import sdp as sdp_util
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -110,11 +111,6 @@ async def test_python_media_plays_in_browser(server: Any, browser: Browser, make
     assert all_loopback(stats), stats
 
 
-@pytest.mark.xfail(
-    reason="SDK finding (tests/browser/NOTES.md): metadata of media that a polite Python peer "
-    "attaches to the browser's offered transceivers does not reach the JS SDK",
-    strict=False,
-)
 async def test_metadata_when_python_answers_with_media(
     server: Any, browser: Browser, make_peer: Any
 ) -> None:
@@ -136,7 +132,61 @@ async def test_metadata_when_python_answers_with_media(
         await page.call("close")
     else:
         pytest.skip("no polite pairing in 10 tries")
-    await page.call("startMedia", {"metadata": {"role": "camera"}})
+    sent = await page.call("startMedia", {"metadata": {"role": "camera"}})
     added = await page.next_event("stream-added", lambda p: p["streamId"] == stream.id, timeout=20)
     await page.wait_video(py.peer_id, stream.id)
     assert added["metadata"] == {"role": "bot"}
+    tracks = [
+        await page.next_event("track", lambda p: p["streamIds"] == [stream.id]) for _ in range(2)
+    ]
+    assert all(t["metadata"] == {"role": "bot"} for t in tracks)
+    # And the other way: the browser's media, offered first, reaches Python with its metadata.
+    theirs = await watch.remote(page_id).next(
+        StreamAdded, lambda e: e.stream.id == sent["streamId"], timeout=20
+    )
+    assert theirs.metadata == {"role": "camera"}
+
+
+async def test_metadata_when_browser_sends_on_python_transceivers(
+    server: Any, browser: Browser, make_peer: Any
+) -> None:
+    """Python offers first; the browser's camera then reuses the transceivers that offer made.
+
+    Chromium's msid for a reused transceiver names a sender id it generated, not the
+    MediaStreamTrack id the JS SDK keys its metadata message by (and that message has no
+    kind or stream id), so the Python side matches it as the one unclaimed metadata.
+    """
+    from tests.browser.tracks import PatternTrack, ToneTrack
+
+    py = make_peer()
+    watch = Watch(py)
+    await py.join("room-reuse")
+    page = await browser.open("reuse")
+    page_id = await page.join(server.url, server.api_key, "room-reuse")
+    remote = await watch.wait_remote(page_id)
+    stream = MediaStream([ToneTrack(), PatternTrack()])
+    py.add_stream(stream, {"role": "bot"})
+    mine = await page.next_event("stream-added", lambda p: p["streamId"] == stream.id, timeout=20)
+    assert mine["metadata"] == {"role": "bot"}
+    await page.wait_remote_state(py.peer_id, "connected")
+
+    sent = await page.call("startMedia", {"metadata": {"role": "camera"}})
+    rec = watch.remote(page_id)
+    added = await rec.next(StreamAdded, lambda e: e.stream.id == sent["streamId"], timeout=20)
+    tracks = [
+        await rec.next(Track, lambda e: [s.id for s in e.streams] == [sent["streamId"]])
+        for _ in range(2)
+    ]
+    # The scenario under test: the browser's media rides on m-sections of our offer, and
+    # their msid does not name the browser's track ids.
+    sections = sdp_util.parse_sections(remote.pc.remoteDescription.sdp)
+    ours = {s.mid for s in sdp_util.parse_sections(remote.pc.localDescription.sdp)}
+    theirs = [s for s in sections if s.msid and s.msid[0][0] == sent["streamId"]]
+    assert theirs and all(s.mid in ours for s in theirs), "browser made its own m-sections"
+    assert not {s.msid[0][1] for s in theirs} & {t["id"] for t in sent["tracks"]}
+    assert added.metadata == {"role": "camera"}
+    assert {ev.track.kind for ev in tracks} == {"audio", "video"}
+    assert all(ev.metadata == {"role": "camera"} for ev in tracks)
+    video = next(ev.track for ev in tracks if ev.track.kind == "video")
+    frames = await _decode(video, 3)
+    assert all(f.width > 0 for f in frames)

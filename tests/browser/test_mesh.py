@@ -63,13 +63,12 @@ async def test_two_python_peers_and_a_browser_full_mesh(
         python_receives(wb, a.peer_id, streams["a"].id, {"role": "camera", "label": "a"}),
         python_receives(wa, b.peer_id, streams["b"].id, {"role": "camera", "label": "b"}),
     )
-    # The browser's metadata is not checked here: when the browser attaches its camera to
-    # transceivers a Python offer created, Chromium's msid carries a sender id that is not the
-    # track id the JS SDK keys the metadata by (tests/browser/NOTES.md, "metadata").
+    # Whoever offered first, the browser's metadata arrives too (tests/browser/NOTES.md).
     local = await page.eval("H.local.stream.id")
+    theirs = {"role": "camera", "label": "browser"}
     await asyncio.gather(
-        python_receives(wa, page_id, local, None),
-        python_receives(wb, page_id, local, None),
+        python_receives(wa, page_id, local, theirs),
+        python_receives(wb, page_id, local, theirs),
     )
     for peer, name in ((a, "a"), (b, "b")):
         await page.next_event(

@@ -39,7 +39,8 @@ async def _page_plays(page: Page, py_id: str, stream_id: str) -> None:
     added = await page.next_event(
         "stream-added", lambda p: p["peer"] == py_id and p["streamId"] == stream_id, timeout=25
     )
-    # (Its metadata can be lost here: see test_media.py::test_metadata_when_python_answers_with_media.)
+    # (Its metadata can be lost here when the page's camera was attached before our offer
+    # arrived: see tests/browser/NOTES.md, "metadata".)
     assert added["kinds"]
     await page.wait_remote_state(py_id, "connected", timeout=25)
     await page.wait_video(py_id, stream_id, timeout=20)

@@ -142,3 +142,100 @@ async def test_trickled_browser_candidates_on_an_answer(make_peer: Any, server: 
         await _frames(track)
     finally:
         await raw.close()
+
+
+def _msids(sdp: str) -> dict[str, tuple[str, str]]:
+    from metered_realtime.peer import sdp as sdp_util
+
+    return sdp_util.msid_by_mid(sdp)
+
+
+async def test_python_media_gets_its_own_m_section_not_the_browsers(
+    make_peer: Any, server: Any
+) -> None:
+    """Metadata is matched by the msid track id, and a browser's receiver track for an
+    m-section it created keeps the id it generated: our media must never ride on the
+    remote's m-sections, neither in our answer nor in a later offer of ours."""
+    from metered_realtime.media import MediaStream
+
+    py = make_peer()
+    await py.join("own-sections")
+    mine = AudioStreamTrack()
+    py.add_stream(MediaStream([mine]), {"role": "bot"})
+    # Python must be polite, so the browser-like remote's offer comes first and Python
+    # answers it with its media already attached (bounded tries: ids are random).
+    raw: RawPeer | None = None
+    for _ in range(12):
+        candidate = RawPeer(server)
+        await candidate.join("own-sections", py.peer_id)
+        await until(lambda c=candidate: any(r.id == c.peer_id for r in py.remote_peers), 10)
+        remote = next(r for r in py.remote_peers if r.id == candidate.peer_id)
+        if remote.polite:
+            raw = candidate
+            break
+        await candidate.close()
+    if raw is None:
+        pytest.skip("no polite pairing in 12 tries")
+    try:
+        inbound: asyncio.Queue[Any] = asyncio.Queue()
+        raw.pc.on("track", inbound.put_nowait)
+        raw.pc.addTrack(AudioStreamTrack())
+        answer = await raw.offer()
+        their_mids = set(_msids(raw.pc.localDescription.sdp))
+        assert mine.id not in {t for _, t in _msids(answer).values()}
+        offer = await raw.answer()  # the follow-up offer carries our media
+        ours = {mid: ids for mid, ids in _msids(offer).items() if ids[1] == mine.id}
+        assert len(ours) == 1
+        assert not set(ours) & their_mids, "our track rides on the remote's m-section"
+        track = await asyncio.wait_for(inbound.get(), 10)
+        assert track.id == mine.id
+        await wait_state(remote, "connected")
+        await _frames(track)
+
+        # Media added after the remote's m-sections exist gets its own m-section too.
+        later = AudioStreamTrack()
+        py.add_track(later)
+        offer = await raw.answer()
+        later_mids = [mid for mid, ids in _msids(offer).items() if ids[1] == later.id]
+        assert len(later_mids) == 1 and later_mids[0] not in their_mids
+    finally:
+        await raw.close()
+
+
+async def test_browser_track_on_our_m_section_gets_its_metadata(
+    make_peer: Any, server: Any
+) -> None:
+    """Chromium attaching its track to a transceiver our offer created announces a generated
+    sender id in msid, while the JS SDK's metadata message names the track id (no kind, no
+    stream id): the metadata is matched as the one no m-section claims."""
+    import uuid
+
+    from metered_realtime.media import MediaStream
+
+    py, raw, remote = await _room(make_peer, server, "reuse-meta")
+    try:
+        py.add_stream(MediaStream([AudioStreamTrack()]), {"role": "bot"})
+        await raw.answer()  # our offer creates the remote's transceiver
+        await wait_state(remote, "connected")
+
+        theirs = AudioStreamTrack()
+        sender = raw.pc.addTrack(theirs)  # reuses the transceiver our offer created
+        sender._track_id = str(uuid.uuid4())  # as Chromium: msid names a sender id
+        sender._stream_id = "browser-stream"
+        meta = {"trackId": theirs.id, "metadata": {"role": "camera"}}
+        await raw.client.send(py.peer_id, {"__meteredTrackMeta": meta})
+        got = Expect(remote, Track, lambda e: [s.id for s in e.streams] == ["browser-stream"])
+        await raw.offer()
+        assert theirs.id not in {t for _, t in _msids(raw.pc.localDescription.sdp).values()}
+        ev = await got.get(15)
+        assert ev.metadata == {"role": "camera"}
+
+        # Ambiguous orphans (two unclaimed JS-style messages that disagree) match nothing,
+        # and messages that carry a kind (Python's) never count as orphans.
+        remote._store_track_meta("js-other", {"role": "screen"}, None, None)
+        assert remote._lookup_meta("unknown", ev.track, "browser-stream") is None
+        remote._store_track_meta("js-other", None, None, None)
+        remote._store_track_meta("py-track", {"role": "screen"}, "audio", "s")
+        assert remote._lookup_meta("unknown", ev.track, "browser-stream") == {"role": "camera"}
+    finally:
+        await raw.close()

@@ -93,7 +93,11 @@ def _kick_transports(pc: Any) -> None:
 
 
 class _Attached:
-    """One local track as attached to the current connection."""
+    """One local track as attached to the current connection.
+
+    ``sender`` and ``transceiver`` stay None until our next offer gives the track its
+    m-section (``RemotePeer._bind_pending``).
+    """
 
     __slots__ = ("proxy", "sender", "stream_id", "transceiver")
 
@@ -203,20 +207,38 @@ class RemotePeer(EventEmitter):
                 self._track_meta_extra.pop(old, None)
         self._track_meta_extra[track_id] = (kind, stream_id)
 
-    def _lookup_meta(self, msid_track: str | None, track: Any, stream_id: str | None) -> Any:
+    def _lookup_meta(
+        self,
+        msid_track: str | None,
+        track: Any,
+        stream_id: str | None,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Any:
+        """Metadata for an inbound track; ``claimed``: the msid track ids of the remote SDP."""
         for key in (msid_track, getattr(track, "id", None)):
             if key and key in self._track_meta:
                 return self._track_meta[key]
-        if stream_id is None:
-            return None
         kind = getattr(track, "kind", None)
-        found = [
-            self._track_meta[t]
-            for t, (k, s) in self._track_meta_extra.items()
-            if s == stream_id and k == kind and t in self._track_meta
+        if stream_id is not None:
+            found = [
+                self._track_meta[t]
+                for t, (k, s) in self._track_meta_extra.items()
+                if s == stream_id and k == kind and t in self._track_meta
+            ]
+            if found and all(f == found[0] for f in found):
+                return found[0]
+        # A browser that attaches its track to a transceiver our offer created announces
+        # that transceiver's generated sender id in msid, not the track id its metadata
+        # message names, and the JS message has no kind or stream id. Such a message is
+        # "orphaned": no m-section claims its track id. When every orphaned message agrees,
+        # that is the metadata of this track.
+        orphans = [
+            meta
+            for t, meta in self._track_meta.items()
+            if t not in claimed and self._track_meta_extra.get(t, (None, None)) == (None, None)
         ]
-        if found and all(f == found[0] for f in found):
-            return found[0]
+        if orphans and all(o == orphans[0] for o in orphans):
+            return orphans[0]
         return None
 
     # --- outbound messages ----------------------------------------------------
@@ -274,19 +296,43 @@ class RemotePeer(EventEmitter):
             self._attach(local.track, local.stream)
 
     def _attach(self, track: Any, stream: MediaStream | None) -> bool:
+        """Record ``track`` for this connection; it joins the SDP in our next offer.
+
+        The copy is not handed to aiortc yet: a transceiver created now would be matched to
+        an m-section of the next remote offer and our media would ride on our answer, in an
+        m-section the remote created. A browser's receiver track there keeps the id the
+        browser generated, not our track id, so the remote could not match our metadata.
+        """
         if id(track) in self._attached or self._removed:
             return False
         proxy = self._owner._copy_of(track)
-        sender = self.pc.addTrack(proxy)
         stream_id = stream.id if stream is not None else NO_STREAM
-        sender._stream_id = stream_id  # aiortc: msid stream id of this sender
-        transceiver = next((t for t in self.pc.getTransceivers() if t.sender is sender), None)
-        self._attached[id(track)] = _Attached(proxy, sender, transceiver, stream_id)
+        self._attached[id(track)] = _Attached(proxy, None, None, stream_id)
         return True
+
+    def _bind_pending(self, pc: Any) -> None:
+        """Give every pending local track its own new m-section (called just before an offer).
+
+        ``addTransceiver`` (not ``addTrack``, which would reuse a transceiver the remote's
+        offer created) so the m-section is ours and carries our msid with our track id.
+        ``sendrecv``, so a browser may answer with its own media on it (see NOTES in
+        tests/browser): with ``sendonly`` Chromium leaves the transceivers its ``addTrack``
+        made before our offer unassociated and the JS SDK never offers them.
+        """
+        for att in self._attached.values():
+            if att.transceiver is not None:
+                continue
+            transceiver = pc.addTransceiver(att.proxy, direction="sendrecv")
+            transceiver.sender._stream_id = att.stream_id  # aiortc: msid stream id
+            att.sender = transceiver.sender
+            att.transceiver = transceiver
 
     def _detach(self, track: Any) -> bool:
         att = self._attached.pop(id(track), None)
         if att is None:
+            return False
+        if att.transceiver is None:  # never offered: nothing to renegotiate
+            self._stop_later(att.proxy)
             return False
         with contextlib.suppress(Exception):
             att.sender.replaceTrack(None)
@@ -317,7 +363,8 @@ class RemotePeer(EventEmitter):
         if att is None:
             return False
         proxy = self._owner._copy_of(new) if new is not None else None
-        att.sender.replaceTrack(proxy)
+        if att.sender is not None:  # else not offered yet: the offer takes the new copy
+            att.sender.replaceTrack(proxy)
         self._stop_later(att.proxy)
         del self._attached[id(old)]
         if new is not None:
@@ -342,6 +389,15 @@ class RemotePeer(EventEmitter):
 
     def _feed(self, event: neg.Event) -> None:
         if self._removed and not isinstance(event, neg.Close):
+            return
+        if (
+            isinstance(event, neg.NegotiationNeeded)
+            and self._inbox
+            and isinstance(self._inbox[-1], neg.NegotiationNeeded)
+        ):
+            # A burst (add_stream: one per track) coalesces into one offer; the offer takes
+            # every track attached by then, so a second one would renegotiate nothing and
+            # race the remote's follow-up offer.
             return
         if len(self._inbox) >= MAX_INBOX:
             self._owner._log.warning("negotiation inbox full; event dropped", {"peer": self.id})
@@ -409,6 +465,7 @@ class RemotePeer(EventEmitter):
     async def _make_offer(self, generation: int) -> None:
         pc = self.pc
         try:
+            self._bind_pending(pc)
             offer = await pc.createOffer()
             text = sdp_util.pin_extmap_ids(offer.sdp, self._negotiated_extmap)
             await pc.setLocalDescription(self._description("offer", text))
@@ -533,10 +590,12 @@ class RemotePeer(EventEmitter):
             if t.receiver is not None and getattr(t.receiver, "track", None) is track:
                 mid = t.mid
                 break
-        msid = sdp_util.msid_by_mid(self._remote_sdp(pc)).get(mid or "")
+        by_mid = sdp_util.msid_by_mid(self._remote_sdp(pc))
+        msid = by_mid.get(mid or "")
         stream_id = msid[0] if msid and msid[0] != NO_STREAM else None
         msid_track = msid[1] if msid else None
-        metadata = self._lookup_meta(msid_track, track, stream_id)
+        claimed = frozenset(t for _, t in by_mid.values() if t)
+        metadata = self._lookup_meta(msid_track, track, stream_id, claimed)
         streams: tuple[MediaStream, ...] = ()
         added: MediaStream | None = None
         if stream_id is not None:
