@@ -50,7 +50,7 @@ class ToneTrack(MediaStreamTrack):
 
 
 class PatternTrack(VideoStreamTrack):
-    """320x240 yuv420p frames with a bar that moves every frame (aiortc paces them at 30 fps)."""
+    """320x240 rgb24 frames with a bar that moves every frame (aiortc paces them at 30 fps)."""
 
     def __init__(self, width: int = 320, height: int = 240) -> None:
         super().__init__()
@@ -66,10 +66,9 @@ class PatternTrack(VideoStreamTrack):
         x = (self._n * 4) % self.width
         img[:, x : x + 16, :] = 255
         self._n += 1
-        # Hand out yuv420p: the SDK relays one frame object to every peer, and aiortc's VP8
-        # encoder threads would otherwise each reformat the same frame at once (PyAV caches a
-        # reformatter on the frame; concurrent use hangs). See tests/browser/NOTES.md.
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        # rgb24 on purpose: the SDK converts relayed video to yuv420p once before fanning it
+        # out to the peers (the mesh test sends this to two peers); see tests/browser/NOTES.md.
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = pts
         frame.time_base = time_base
         return frame

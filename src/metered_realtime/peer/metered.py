@@ -79,6 +79,26 @@ class _LocalTrack:
     metadata: dict[str, Any] | None
 
 
+def _yuv420p_source(track: Any) -> Any:
+    """A video track that yields ``track``'s frames converted to yuv420p (pts kept)."""
+    from aiortc import MediaStreamTrack
+
+    class Yuv420pSource(MediaStreamTrack):
+        kind = "video"
+
+        async def recv(self) -> Any:
+            frame = await track.recv()
+            fmt = getattr(getattr(frame, "format", None), "name", "yuv420p")
+            if fmt == "yuv420p" or not hasattr(frame, "reformat"):
+                return frame
+            converted = frame.reformat(format="yuv420p")
+            converted.pts = frame.pts
+            converted.time_base = frame.time_base
+            return converted
+
+    return Yuv420pSource()
+
+
 def _is_rtc_signal(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
@@ -162,6 +182,7 @@ class MeteredPeer(EventEmitter):
         self._remotes: dict[str, RemotePeer] = {}
         self._local: dict[int, _LocalTrack] = {}
         self._relay: Any = None
+        self._relay_sources: dict[int, tuple[Any, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconcile_pending = False
         self._reconcile_timer: asyncio.TimerHandle | None = None
@@ -231,9 +252,26 @@ class MeteredPeer(EventEmitter):
             from aiortc.contrib.media import MediaRelay
 
             self._relay = MediaRelay()
-        proxy = self._relay.subscribe(track, buffered=False)
+        proxy = self._relay.subscribe(self._relay_source(track), buffered=False)
         proxy._id = track.id  # the receiver sees the original track id in msid
         return proxy
+
+    def _relay_source(self, track: Any) -> Any:
+        """What the relay reads for ``track``: video goes through a yuv420p converter.
+
+        The relay hands one frame object to every peer, and aiortc's encoders (in executor
+        threads) each call ``frame.reformat("yuv420p")`` on a frame of another format. PyAV
+        keeps one reformatter per frame, so concurrent reformats of one frame hang or crash.
+        Converting once here, on the event loop, makes the encoders' reformat a no-op.
+        """
+        if getattr(track, "kind", None) != "video":
+            return track
+        known = self._relay_sources.get(id(track))
+        if known is not None and known[0] is track:
+            return known[1]
+        source = _yuv420p_source(track)
+        self._relay_sources[id(track)] = (track, source)
+        return source
 
     def _cap(self) -> int:
         return int(self._client.max_message_size)
