@@ -116,20 +116,22 @@ async def test_metadata_when_python_answers_with_media(
 ) -> None:
     from tests.browser.tracks import PatternTrack, ToneTrack
 
-    py = make_peer()
-    watch = Watch(py)
-    await py.join("room-answer")
-    stream = MediaStream([ToneTrack(), PatternTrack()])
-    py.add_stream(stream, {"role": "bot"})
     # The Python peer must be the polite one (it then answers the browser's first offer with
-    # its own media attached); peer ids are random, so try a few tabs (bounded).
+    # its own media attached); peer ids are random, so try fresh pairs (bounded). A fresh
+    # Python peer each time too: one whose id sorts high would almost never be polite.
     for attempt in range(10):
+        py = make_peer()
+        watch = Watch(py)
+        await py.join(f"room-answer-{attempt}")
+        stream = MediaStream([ToneTrack(), PatternTrack()])
+        py.add_stream(stream, {"role": "bot"})
         page = await browser.open(f"answer-{attempt}")
-        page_id = await page.join(server.url, server.api_key, "room-answer")
+        page_id = await page.join(server.url, server.api_key, f"room-answer-{attempt}")
         remote = await watch.wait_remote(page_id)
         if remote.polite:
             break
         await page.call("close")
+        await py.close()
     else:
         pytest.skip("no polite pairing in 10 tries")
     sent = await page.call("startMedia", {"metadata": {"role": "camera"}})

@@ -158,22 +158,24 @@ async def test_python_media_gets_its_own_m_section_not_the_browsers(
     remote's m-sections, neither in our answer nor in a later offer of ours."""
     from metered_realtime.media import MediaStream
 
-    py = make_peer()
-    await py.join("own-sections")
-    mine = AudioStreamTrack()
-    py.add_stream(MediaStream([mine]), {"role": "bot"})
     # Python must be polite, so the browser-like remote's offer comes first and Python
-    # answers it with its media already attached (bounded tries: ids are random).
+    # answers it with its media already attached (bounded tries with fresh pairs: ids are
+    # random, and a Python id that sorts high would almost never be polite).
     raw: RawPeer | None = None
-    for _ in range(12):
+    for attempt in range(12):
+        py = make_peer()
+        await py.join(f"own-sections-{attempt}")
+        mine = AudioStreamTrack()
+        py.add_stream(MediaStream([mine]), {"role": "bot"})
         candidate = RawPeer(server)
-        await candidate.join("own-sections", py.peer_id)
-        await until(lambda c=candidate: any(r.id == c.peer_id for r in py.remote_peers), 10)
+        await candidate.join(f"own-sections-{attempt}", py.peer_id)
+        await until(lambda c=candidate, p=py: any(r.id == c.peer_id for r in p.remote_peers), 10)
         remote = next(r for r in py.remote_peers if r.id == candidate.peer_id)
         if remote.polite:
             raw = candidate
             break
         await candidate.close()
+        await py.close()
     if raw is None:
         pytest.skip("no polite pairing in 12 tries")
     try:
