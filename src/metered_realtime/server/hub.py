@@ -50,6 +50,7 @@ class Conn:
         "last_refill",
         "meta_json",
         "peer_id",
+        "peer_json",
         "pending",
         "principal",
         "sender_meta_subs",
@@ -72,6 +73,7 @@ class Conn:
         self.app = app
         self.handle = handle
         self.alive = True
+        self.peer_json = to_wire_bytes(dumps(peer_id))
         self.subs: dict[str, bool] = {}
         self.sender_meta_subs = 0
         self.pending: set[Channel] = set()
@@ -289,12 +291,20 @@ class Hub:
         app.quota_used += 1
         return False
 
-    def _data_bytes(self, conn: Conn, data: Any, now: float) -> bytes | None:
-        """Encoded ``data``; None (and the connection closed with 1009) when oversize."""
+    def _admit(self, conn: Conn, data: Any, request_id: str | None, now: float) -> bytes | None:
+        """Encoded ``data`` ready to route, or None once refused.
+
+        Oversize closes the connection with 1009; an exhausted quota is an error frame.
+        Before anything from ``conn`` is routed, its pending joins are announced.
+        """
         encoded = to_wire_bytes(dumps(data))
         if len(encoded) > self.config.max_message_size:
             self.close(conn, 1009, "message too big", now)
             return None
+        if self._over_quota(conn.app, now):
+            self._error(conn, "over_message_quota", request_id, _QUOTA_MESSAGE)
+            return None
+        self._flush_pending_of(conn, now)
         return encoded
 
     def _flush_pending_of(self, conn: Conn, now: float) -> None:
@@ -308,20 +318,16 @@ class Hub:
         if refusal is not None:
             self._error(conn, refusal[0], frame.request_id, refusal[1])
             return
-        data = self._data_bytes(conn, frame.data, now)
+        data = self._admit(conn, frame.data, frame.request_id, now)
         if data is None:
             return
-        if self._over_quota(conn.app, now):
-            self._error(conn, "over_message_quota", frame.request_id, _QUOTA_MESSAGE)
-            return
-        self._flush_pending_of(conn, now)
         channel = conn.app.channels.get(frame.channel)
         if channel is not None and channel.subs:
             head = (
                 b'{"type":"message","channel":'
                 + to_wire_bytes(channel.name_json)
                 + b',"from":'
-                + to_wire_bytes(dumps(conn.peer_id))
+                + conn.peer_json
                 + b',"data":'
                 + data
             )
@@ -348,16 +354,10 @@ class Hub:
         if target is None or not target.alive:
             self._error(conn, "peer_not_found", frame.request_id, "no such peer")
             return
-        data = self._data_bytes(conn, frame.data, now)
+        data = self._admit(conn, frame.data, frame.request_id, now)
         if data is None:
             return
-        if self._over_quota(conn.app, now):
-            self._error(conn, "over_message_quota", frame.request_id, _QUOTA_MESSAGE)
-            return
-        self._flush_pending_of(conn, now)
-        payload = (
-            b'{"type":"direct","from":' + to_wire_bytes(dumps(conn.peer_id)) + b',"data":' + data
-        )
+        payload = b'{"type":"direct","from":' + conn.peer_json + b',"data":' + data
         if conn.meta_json is not None and target.sender_meta_subs > 0:
             payload += b',"fromMetadata":' + to_wire_bytes(conn.meta_json)
         self.sink.send(target, payload + b"}")
