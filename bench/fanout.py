@@ -589,6 +589,7 @@ class Run:
         else:
             cmd = [sys.executable, str(HERE / "baseline_server.py"), "--host", self.host]
             cmd += ["--port", "0", "--loop", self.args.baseline_loop]
+            cmd += ["--layer", self.args.baseline_layer]
         self.server = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.DEVNULL,
@@ -918,6 +919,7 @@ async def controller(args: argparse.Namespace) -> dict[str, Any]:
         "lazy_ms": args.lazy_ms,
         "duration_s": args.duration,
         "baseline_loop": args.baseline_loop,
+        "baseline_layer": args.baseline_layer,
         "server_overrides": {"rate_per_second": args.server_rate_limit},
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -946,6 +948,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--connect-concurrency", type=int, default=64)
     parser.add_argument("--baseline-loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
+        "--baseline-layer", choices=["websockets", "aiohttp", "picows"], default="websockets"
+    )
     parser.add_argument("--server-rate-limit", type=float, default=1e6)
     parser.add_argument(
         "--quiet-below",
