@@ -138,3 +138,24 @@ def test_direct_flushes_only_the_senders_pending_channels():
     assert len(to_a) == 2
     hub.tick(2.0)
     assert [f for peer, f in frames if peer == "a"][2]["channel"] == "y"
+
+
+def test_token_expiry_bookkeeping_stays_bounded_under_churn():
+    closed: list[tuple[str, int]] = []
+
+    class ClosingCounter(Counter):
+        def close(self, conn: Conn, code: int, reason: str) -> None:
+            closed.append((conn.peer_id, code))
+
+    hub = Hub(ServerConfig(), ClosingCounter())
+    principal = Principal("app", frozenset({"subscribe"}), ChannelScope(["*"]), expires_at=10**10)
+    for i in range(10):
+        assert isinstance(hub.connect(f"steady{i}", principal, None, 0.0), Conn)
+    for i in range(10_000):
+        conn = hub.connect(f"churn{i}", principal, None, 0.0)
+        assert isinstance(conn, Conn)
+        hub.disconnect(conn, 0.0)
+    assert len(hub._expiries) <= 2 * len(hub.conns) + 64
+    # The live ones still expire on time.
+    hub.tick(10**10 + 1)
+    assert sorted(closed) == sorted((f"steady{i}", 4002) for i in range(10))

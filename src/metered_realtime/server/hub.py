@@ -201,6 +201,11 @@ class Hub:
         if app.peers.get(conn.peer_id) is conn:
             del app.peers[conn.peer_id]
         self.conns.pop(conn.id, None)
+        # Expiry entries of gone connections are dropped lazily; keep the heap within twice
+        # the live connections so churn under long-lived tokens cannot grow it without bound.
+        if len(self._expiries) > 2 * len(self.conns) + 64:
+            self._expiries = [e for e in self._expiries if e[1] in self.conns]
+            heapq.heapify(self._expiries)
 
     def close(self, conn: Conn, code: int, reason: str, now: float) -> None:
         """Close a connection from the server side and forget it."""
