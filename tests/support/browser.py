@@ -27,10 +27,11 @@ import os
 import shutil
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
+
+from tests.support.linedriver import LineDriver, Pred
 
 ROOT = Path(__file__).resolve().parent.parent
 BROWSER_DIR = ROOT / "browser"
@@ -94,8 +95,6 @@ CHROMIUM_ARGS = [
     "--no-pings",
     "--autoplay-policy=no-user-gesture-required",
 ]
-
-Pred = Callable[[dict[str, Any]], bool]
 
 
 def browser_unavailable() -> str | None:
@@ -180,83 +179,36 @@ class PageError(Exception):
         super().__init__(f"{self.name}: {error.get('message')}")
 
 
-class DriverGone(Exception):
-    """The node driver exited while something was waited for."""
-
-
-class Browser:
+class Browser(LineDriver):
     """One Chromium (through one node driver process) with labelled tabs."""
 
     def __init__(self, site_url: str, *, default_timeout: float = 15.0) -> None:
+        super().__init__("browser", default_timeout=default_timeout)
         self.site_url = site_url
-        self.default_timeout = default_timeout
-        self.proc: asyncio.subprocess.Process | None = None
-        self.pid: int | None = None
         self.user_agent: str | None = None
         self.user_data_dir: str | None = None
-        self.lines: list[dict[str, Any]] = []
-        self.stderr: deque[str] = deque(maxlen=200)
         self.pages: dict[str, Page] = {}
-        self._consumed: set[int] = set()
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._waiters: list[tuple[Pred, asyncio.Future[int]]] = []
-        self._next_id = 0
-        self._tasks: list[asyncio.Task[None]] = []
-        self._exited = False
-        self._ready: asyncio.Future[dict[str, Any]] | None = None
+
+    def _rejected(self, error: dict[str, Any]) -> Exception:
+        return PageError(error)
 
     async def start(self, timeout: float = 40.0) -> Browser:
         reason = browser_unavailable()
         if reason is not None:
             raise RuntimeError(reason)
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
         self.user_data_dir = tempfile.mkdtemp(prefix="metered-chromium-")
         config = {
             "executablePath": CHROMIUM,
             "args": CHROMIUM_ARGS,
             "userDataDir": self.user_data_dir,
         }
-        self.proc = await asyncio.create_subprocess_exec(
-            "node",
-            str(DRIVER),
-            json.dumps(config),
-            cwd=str(BROWSER_DIR),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,
-            env={**os.environ, "NODE_NO_WARNINGS": "1"},
-        )
-        self.pid = self.proc.pid
-        self._tasks.append(asyncio.create_task(self._read_stdout()))
-        self._tasks.append(asyncio.create_task(self._read_stderr()))
-        try:
-            ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
-        except asyncio.TimeoutError:
-            raise RuntimeError(f"chromium did not start; stderr: {self.stderr_text()}") from None
+        ready = await self._spawn(["node", str(DRIVER), json.dumps(config)], BROWSER_DIR, timeout)
         self.user_agent = ready.get("userAgent")
         return self
 
     async def aclose(self, timeout: float = 10.0) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            if proc.stdin is not None and not proc.stdin.is_closing():
-                proc.stdin.close()  # the driver closes Chromium and exits when stdin ends
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()  # our own child, by its pid
-                await proc.wait()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        """Stop the driver (it closes Chromium when its stdin ends) and remove the profile."""
+        await super().aclose(timeout)
         if self.user_data_dir is not None:
             shutil.rmtree(self.user_data_dir, ignore_errors=True)
 
@@ -265,104 +217,6 @@ class Browser:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    async def _read_stdout(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        try:
-            while True:
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    break
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    self.stderr.append(f"<bad stdout line> {raw[:500]!r}")
-                    continue
-                self._dispatch(line)
-        finally:
-            self._exited = True
-            gone = DriverGone(f"browser driver exited; stderr: {self.stderr_text()}")
-            futures = [self._ready, *self._pending.values(), *(f for _, f in self._waiters)]
-            for fut in futures:
-                if fut is not None and not fut.done():
-                    fut.set_exception(gone)
-
-    async def _read_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while True:
-            raw = await self.proc.stderr.readline()
-            if not raw:
-                return
-            self.stderr.append(raw.decode(errors="replace").rstrip())
-
-    def _dispatch(self, line: dict[str, Any]) -> None:
-        index = len(self.lines)
-        self.lines.append(line)
-        kind = line.get("type")
-        if kind == "ready":
-            if self._ready is not None and not self._ready.done():
-                self._ready.set_result(line)
-            return
-        if kind == "driver-error" and self._ready is not None and not self._ready.done():
-            self._ready.set_exception(RuntimeError(f"browser driver: {line}"))
-            return
-        if kind == "result":
-            fut = self._pending.pop(line.get("id", -1), None)
-            if fut is not None and not fut.done():
-                fut.set_result(line)
-            return
-        for pred, fut in list(self._waiters):
-            if not fut.done() and index not in self._consumed and pred(line):
-                self._consumed.add(index)
-                fut.set_result(index)
-                self._waiters.remove((pred, fut))
-                break
-
-    def stderr_text(self) -> str:
-        return "\n".join(self.stderr)
-
-    async def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
-        if self.proc is None or self.proc.stdin is None or self._exited:
-            raise DriverGone("browser driver not running")
-        self._next_id += 1
-        rid = self._next_id
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        self.proc.stdin.write(json.dumps({"id": rid, "cmd": cmd, **args}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        try:
-            result = await asyncio.wait_for(fut, timeout or self.default_timeout)
-        except asyncio.TimeoutError:
-            raise asyncio.TimeoutError(
-                f"browser command {cmd} {args} timed out; last lines: {self.lines[-6:]}"
-            ) from None
-        finally:
-            self._pending.pop(rid, None)
-        if result.get("ok"):
-            return result.get("value")
-        raise PageError(result.get("error") or {})
-
-    async def next_line(self, pred: Pred, timeout: float | None = None) -> dict[str, Any]:
-        for index, line in enumerate(self.lines):
-            if index not in self._consumed and pred(line):
-                self._consumed.add(index)
-                return line
-        if self._exited:
-            raise DriverGone(f"browser driver exited; stderr: {self.stderr_text()}")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        entry = (pred, fut)
-        self._waiters.append(entry)
-        wait = timeout or self.default_timeout
-        try:
-            index = await asyncio.wait_for(fut, wait)
-        except asyncio.TimeoutError:
-            raise asyncio.TimeoutError(
-                f"browser: nothing matching within {wait}s; last lines: {self.lines[-10:]}"
-            ) from None
-        finally:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-        return self.lines[index]
 
     async def open(self, label: str) -> Page:
         """Open a tab on the test site; returns once harness.js is ready in it."""
