@@ -43,7 +43,6 @@ import contextlib
 import datetime
 import io
 import math
-import os
 import random
 import re
 import shutil
@@ -51,12 +50,13 @@ import signal
 import sys
 import wave
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from metered_realtime import Data, MeteredPeer, PeerJoined, PeerLeft, Track
 from metered_realtime.demo import (
-    embedded_server,
+    add_connection_arguments,
+    example_connection,
     loopback_requested,
     restrict_ice_to_loopback,
     serve_page,
@@ -366,21 +366,6 @@ class VoiceAgent:
 # --- command line ---------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def connection(args: argparse.Namespace) -> AsyncIterator[tuple[str, str]]:
-    """(url, key): the embedded server's with --server, else --url/--key or the env."""
-    if args.server:
-        async with embedded_server() as srv:
-            log(f"embedded server: url {srv.url} key {srv.api_key}")
-            yield srv.url, srv.api_key
-        return
-    url = args.url or os.environ.get("METERED_REALTIME_URL")
-    key = args.key or os.environ.get("METERED_REALTIME_KEY")
-    if not key:
-        raise SystemExit("pass --key (or set METERED_REALTIME_KEY), or use --server")
-    yield url or "wss://rms.metered.ca", key
-
-
 async def run(args: argparse.Namespace) -> int:
     stt: SpeechToText = PocketSphinxSTT(grammar() if args.stt == "grammar" else None)
     tts = EspeakTTS(voice=args.voice, speed=args.speed)
@@ -389,7 +374,7 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with connection(args) as (url, key):
+    async with example_connection(args, log) as (url, key):
         peer = MeteredPeer(api_key=key, url=url)
         agent = VoiceAgent(
             peer,
@@ -423,9 +408,7 @@ BROWSER_INTRO = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="server origin (env METERED_REALTIME_URL)")
-    parser.add_argument("--key", help="publishable key (env METERED_REALTIME_KEY)")
-    parser.add_argument("--server", action="store_true", help="start an embedded server")
+    add_connection_arguments(parser)
     parser.add_argument("--browser", action="store_true", help="serve a page to talk from")
     parser.add_argument("--loopback", action="store_true", help="keep WebRTC on 127.0.0.1")
     parser.add_argument("--room", default="agent")

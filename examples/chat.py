@@ -30,22 +30,7 @@ from metered_realtime import (
     Presence,
     SignallingClient,
 )
-from metered_realtime.demo import embedded_server
-
-
-@contextlib.asynccontextmanager
-async def connection(args: argparse.Namespace) -> AsyncIterator[tuple[str, str]]:
-    """(url, key): the embedded server's with --server, else --url/--key or the env."""
-    if args.server:
-        async with embedded_server() as srv:
-            print(f"embedded server: url {srv.url} key {srv.api_key}", flush=True)
-            yield srv.url, srv.api_key
-        return
-    url = args.url or os.environ.get("METERED_REALTIME_URL") or "wss://rms.metered.ca"
-    key = args.key or os.environ.get("METERED_REALTIME_KEY")
-    if not key:
-        raise SystemExit("pass --key (or set METERED_REALTIME_KEY), or use --server")
-    yield url, key
+from metered_realtime.demo import add_connection_arguments, example_connection
 
 
 async def stdin_lines() -> AsyncIterator[str]:
@@ -110,16 +95,14 @@ async def chat(args: argparse.Namespace, url: str, key: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with connection(args) as (url, key):
+    async with example_connection(args) as (url, key):
         await chat(args, url, key)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Terminal chat on a channel.")
-    parser.add_argument("--url", help="server origin (env METERED_REALTIME_URL)")
-    parser.add_argument("--key", help="publishable key (env METERED_REALTIME_KEY)")
-    parser.add_argument("--server", action="store_true", help="start an embedded server")
+    add_connection_arguments(parser)
     parser.add_argument("--channel", default="lobby")
     parser.add_argument("--name", default=os.environ.get("USER", "guest"))
     args = parser.parse_args(argv)

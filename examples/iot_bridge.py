@@ -29,16 +29,19 @@ import argparse
 import asyncio
 import contextlib
 import math
-import os
 import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from metered_realtime import Data, MeteredPeer, PeerJoined, PeerLeft, SignallingClient
-from metered_realtime.demo import embedded_server, loopback_requested, restrict_ice_to_loopback
+from metered_realtime.demo import (
+    add_connection_arguments,
+    example_connection,
+    loopback_requested,
+    restrict_ice_to_loopback,
+)
 from metered_realtime.media import from_file
 
 
@@ -52,21 +55,6 @@ def read_sensor(seq: int) -> dict[str, Any]:
         "temperature_c": round(21.0 + 2.0 * math.sin(seq / 20) + random.uniform(-0.1, 0.1), 2),
         "humidity_pct": round(45.0 + random.uniform(-1.0, 1.0), 1),
     }
-
-
-@contextlib.asynccontextmanager
-async def connection(args: argparse.Namespace) -> AsyncIterator[tuple[str, str]]:
-    """(url, key): the embedded server's with --server, else --url/--key or the env."""
-    if args.server:
-        async with embedded_server() as srv:
-            log(f"embedded server: url {srv.url} key {srv.api_key}")
-            yield srv.url, srv.api_key
-        return
-    url = args.url or os.environ.get("METERED_REALTIME_URL") or "wss://rms.metered.ca"
-    key = args.key or os.environ.get("METERED_REALTIME_KEY")
-    if not key:
-        raise SystemExit("pass --key (or set METERED_REALTIME_KEY), or use --server")
-    yield url, key
 
 
 async def publish_telemetry(
@@ -105,7 +93,7 @@ async def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
 
-    async with connection(args) as (url, key), contextlib.AsyncExitStack() as stack:
+    async with example_connection(args, log) as (url, key), contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(SignallingClient(api_key=key, url=url))
         log(f"telemetry on {telemetry_channel} as {client.peer_id}")
         telemetry = asyncio.ensure_future(
@@ -145,9 +133,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sensor telemetry and a camera relay.")
-    parser.add_argument("--url", help="server origin (env METERED_REALTIME_URL)")
-    parser.add_argument("--key", help="publishable key (env METERED_REALTIME_KEY)")
-    parser.add_argument("--server", action="store_true", help="start an embedded server")
+    add_connection_arguments(parser)
     parser.add_argument("--loopback", action="store_true", help="keep WebRTC on 127.0.0.1")
     parser.add_argument("--device", default="sensor-1")
     parser.add_argument("--video", help="video file to relay as the camera")

@@ -25,16 +25,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from metered_realtime import MeteredPeer, PeerJoined, PeerLeft, RemotePeer, StreamRemoved, Track
-from metered_realtime.demo import embedded_server, loopback_requested, restrict_ice_to_loopback
+from metered_realtime.demo import (
+    add_connection_arguments,
+    example_connection,
+    loopback_requested,
+    restrict_ice_to_loopback,
+)
 from metered_realtime.media import Recorder
 
 
@@ -119,21 +122,6 @@ class RecorderBot:
             await self.stop(key)
 
 
-@contextlib.asynccontextmanager
-async def connection(args: argparse.Namespace) -> AsyncIterator[tuple[str, str]]:
-    """(url, key): the embedded server's with --server, else --url/--key or the env."""
-    if args.server:
-        async with embedded_server() as srv:
-            log(f"embedded server: url {srv.url} key {srv.api_key}")
-            yield srv.url, srv.api_key
-        return
-    url = args.url or os.environ.get("METERED_REALTIME_URL") or "wss://rms.metered.ca"
-    key = args.key or os.environ.get("METERED_REALTIME_KEY")
-    if not key:
-        raise SystemExit("pass --key (or set METERED_REALTIME_KEY), or use --server")
-    yield url, key
-
-
 async def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +130,7 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with connection(args) as (url, key):
+    async with example_connection(args, log) as (url, key):
         peer = MeteredPeer(api_key=key, url=url)
         bot = RecorderBot(peer, out, args.settle)
         try:
@@ -159,9 +147,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Record every peer of a room to files.")
-    parser.add_argument("--url", help="server origin (env METERED_REALTIME_URL)")
-    parser.add_argument("--key", help="publishable key (env METERED_REALTIME_KEY)")
-    parser.add_argument("--server", action="store_true", help="start an embedded server")
+    add_connection_arguments(parser)
     parser.add_argument("--loopback", action="store_true", help="keep WebRTC on 127.0.0.1")
     parser.add_argument("--room", default="recorded")
     parser.add_argument("--out", default="recordings", help="output directory")

@@ -53,8 +53,10 @@ __all__ = [
     "DemoError",
     "DemoOptions",
     "EmbeddedServer",
+    "add_connection_arguments",
     "analyse_pcm",
     "embedded_server",
+    "example_connection",
     "find_js_sdk",
     "loopback_requested",
     "main",
@@ -150,6 +152,36 @@ async def embedded_server(
             yield EmbeddedServer(server, store, app.id, key.key, secret.id, secret.secret, host)
         finally:
             await server.stop()
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The connection flags every example shares: ``--url``, ``--key`` and ``--server``."""
+    parser.add_argument("--url", help="server origin (env METERED_REALTIME_URL)")
+    parser.add_argument("--key", help="publishable key (env METERED_REALTIME_KEY)")
+    parser.add_argument("--server", action="store_true", help="start an embedded server")
+
+
+@contextlib.asynccontextmanager
+async def example_connection(
+    args: argparse.Namespace, log: Callable[[str], None] | None = None
+) -> AsyncIterator[tuple[str, str]]:
+    """``(url, key)``: an embedded server's with ``--server``, else ``--url``/``--key`` or the
+    ``METERED_REALTIME_URL``/``METERED_REALTIME_KEY`` environment (the hosted service by
+    default)."""
+    if args.server:
+        async with embedded_server() as srv:
+            line = f"embedded server: url {srv.url} key {srv.api_key}"
+            if log is None:
+                print(line, flush=True)
+            else:
+                log(line)
+            yield srv.url, srv.api_key
+        return
+    url = args.url or os.environ.get("METERED_REALTIME_URL") or "wss://rms.metered.ca"
+    key = args.key or os.environ.get("METERED_REALTIME_KEY")
+    if not key:
+        raise SystemExit("pass --key (or set METERED_REALTIME_KEY), or use --server")
+    yield url, key
 
 
 def analyse_pcm(pcm: bytes, rate: int) -> tuple[float, float | None]:
