@@ -6,9 +6,9 @@ Importing this module needs no aiortc: ``MediaStream`` is plain Python, and the 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_attributes
 from .stream import MediaStream
 
 StreamMetadata = dict[str, Any]
@@ -61,14 +61,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    submodule = _LAZY.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__
+)
