@@ -3,7 +3,6 @@ tests/support/browser.py), a real server, Python MeteredPeers, everything on 127
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 from tests.support.browser import Browser, StaticSite, browser_unavailable
+from tests.support.webrtc import keep_ice_on_loopback, peer_factory
 
 
 def _require_browser() -> None:
@@ -61,7 +61,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     the sender as a peer-reflexive candidate, so checks from anything but 127.0.0.1 are ignored.
     """
     aioice_ice = pytest.importorskip("aioice.ice")
-    monkeypatch.setattr(aioice_ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    keep_ice_on_loopback(monkeypatch)
     original = aioice_ice.Connection.request_received
 
     def request_received(self: Any, message: Any, addr: Any, protocol: Any) -> None:
@@ -79,19 +79,8 @@ MakePeer = Callable[..., Any]
 async def make_peer(server: Any) -> AsyncIterator[MakePeer]:
     """Python MeteredPeers on the test server (closed at teardown)."""
     pytest.importorskip("aiortc")
-    from metered_realtime.peer import MeteredPeer
-
-    peers: list[Any] = []
-
-    def make(url: str | None = None, **kw: Any) -> Any:
-        peer = MeteredPeer(api_key=server.api_key, url=url or server.url, **kw)
-        peers.append(peer)
-        return peer
-
-    yield make
-    for peer in peers:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(peer.close(), 10)
+    async with peer_factory(server) as make:
+        yield make
 
 
 OpenPage = Callable[[str], Awaitable[Any]]

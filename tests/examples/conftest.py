@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("aiortc")
 
+from tests.support.webrtc import keep_ice_on_loopback
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -22,9 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test's own peers gather 127.0.0.1 only (as tests/peer/conftest.py does);
     the examples get the same through METERED_REALTIME_LOOPBACK=1."""
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    keep_ice_on_loopback(monkeypatch)
 
 
 class Example:

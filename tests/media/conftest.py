@@ -6,6 +6,8 @@ import pytest
 
 pytest.importorskip("aiortc")
 
+from tests.support.webrtc import keep_ice_on_loopback
+
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,6 +18,4 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     (``tracks.new_pc`` passes ``iceServers=[]``, so aiortc never falls back to its public
     default STUN server); ``tracks.negotiate`` asserts every SDP candidate is 127.0.0.1.
     """
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    keep_ice_on_loopback(monkeypatch)
