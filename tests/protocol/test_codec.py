@@ -50,16 +50,34 @@ peer_ids = safe_text.filter(lambda s: is_valid_peer_id(s))
 request_ids = st.none() | st.text(min_size=1, max_size=128)
 
 
+CLIENT_RESULTS = (Malformed, SubscribeFrame, UnsubscribeFrame, PublishFrame, SendFrame, PingFrame)
+SERVER_RESULTS = (
+    Malformed,
+    WelcomeFrame,
+    AckFrame,
+    ErrorFrame,
+    MessageFrame,
+    DirectFrame,
+    PresenceFrame,
+    GoingAwayFrame,
+    PongFrame,
+)
+
+
 @given(st.text() | st.binary())
 def test_client_decoder_never_raises_on_text(raw):
     result = decode_client_frame(raw)
-    assert result is not None
+    assert isinstance(result, CLIENT_RESULTS)
+    if isinstance(raw, bytes):
+        assert isinstance(result, Malformed)
 
 
 @given(json_values)
 def test_client_decoder_never_raises_on_json(value):
     result = decode_client_frame(json.dumps(value))
-    assert isinstance(result, Malformed) or hasattr(result, "request_id")
+    assert isinstance(result, CLIENT_RESULTS)
+    if not isinstance(value, dict):
+        assert result == Malformed("frame is not a JSON object")
 
 
 @given(
@@ -86,7 +104,10 @@ def test_client_decoder_hostile_shapes(obj, kind):
 
 @given(st.text() | st.binary())
 def test_server_decoder_never_raises(raw):
-    assert decode_server_frame(raw) is not None
+    result = decode_server_frame(raw)
+    assert isinstance(result, SERVER_RESULTS)
+    if isinstance(raw, bytes):
+        assert isinstance(result, Malformed)
 
 
 def test_deep_nesting_is_malformed_not_a_crash():

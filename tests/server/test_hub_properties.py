@@ -145,14 +145,14 @@ def test_presence_converges_and_joins_precede_traffic(script, window):
             for pid, viewer in viewers.items():
                 new = sink.frames.get(pid, [])[before[pid] :]
                 viewer.advance(sink.frames.get(pid, [])[: before[pid]])
-                for frame in new:
+                for k, frame in enumerate(new):
                     if frame["type"] in ("direct", "message") and frame["from"] != pid:
                         for ch, members in truth.items():
                             if conn.peer_id in members and pid in members and ch in viewer.views:
                                 assert conn.peer_id in viewer.views[ch], (
                                     f"{pid} got {frame['type']} from {conn.peer_id} before its join"
                                 )
-                    viewer.advance(sink.frames[pid][: before[pid] + new.index(frame) + 1])
+                    viewer.advance(sink.frames[pid][: before[pid] + k + 1])
         sync_views()
     now += 1.0
     hub.tick(now)

@@ -217,7 +217,7 @@ class Server:
         try:
             async for message in ws:
                 hub.receive(conn, decode_client_frame(message), time.time())
-                if hub._presence_due or hub._expiries:
+                if hub.has_deadlines:
                     self._reschedule()
         except ConnectionClosed:
             pass

@@ -512,6 +512,11 @@ class Hub:
             if conn is not None:
                 self.close(conn, 4002, "token expired", now)
 
+    @property
+    def has_deadlines(self) -> bool:
+        """Whether any presence window or token expiry is pending (cheap: no heap clean-up)."""
+        return bool(self._presence_due or self._expiries)
+
     def next_deadline(self) -> float | None:
         """When ``tick`` next has work, or None."""
         due = self._presence_due
