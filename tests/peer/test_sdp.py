@@ -84,11 +84,12 @@ def test_extmap_ids_and_pinning() -> None:
 
 @given(st.text(max_size=400))
 def test_helpers_never_raise(text: str) -> None:
-    sdp.extract_ice_ufrag(text)
-    sdp.parse_sections(text)
-    sdp.extmap_ids(text)
-    sdp.pin_extmap_ids(text, {"urn:x": 1})
-    sdp.looks_like_sdp(text)
+    ufrag = sdp.extract_ice_ufrag(text)
+    assert ufrag is None or (isinstance(ufrag, str) and ufrag in text)
+    assert isinstance(sdp.parse_sections(text), list)
+    assert all(isinstance(v, int) for v in sdp.extmap_ids(text).values())
+    assert isinstance(sdp.pin_extmap_ids(text, {"urn:x": 1}), str)
+    assert isinstance(sdp.looks_like_sdp(text), bool)
 
 
 @given(
