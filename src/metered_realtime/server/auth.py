@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,19 +12,42 @@ from ..protocol import dumps, to_wire_bytes
 from .store import ALL_PERMISSIONS, Store
 
 
+def glob_match(pattern: str, name: str) -> bool:
+    """True when ``pattern`` matches all of ``name``; ``*`` is any run of characters.
+
+    No other character is special. Linear-time in practice (at worst O(len(name) *
+    len(pattern)) through ``str.find``), never backtracking: the first segment must be a
+    prefix, the last a suffix, and each middle segment is taken at its leftmost occurrence
+    after the previous one, which is always a match when any match exists.
+    """
+    if "*" not in pattern:
+        return pattern == name
+    first, *middle, last = pattern.split("*")
+    if len(first) + len(last) > len(name):
+        return False
+    if not name.startswith(first) or not name.endswith(last):
+        return False
+    pos, end = len(first), len(name) - len(last)
+    for segment in middle:
+        if not segment:
+            continue
+        found = name.find(segment, pos, end)
+        if found < 0:
+            return False
+        pos = found + len(segment)
+    return True
+
+
 class ChannelScope:
     """Channel patterns: literal names, ``*`` matching any run of characters."""
 
-    __slots__ = ("_any", "_patterns", "_regex")
+    __slots__ = ("_any", "_globs", "_literals", "_patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self._patterns = tuple(patterns)
         self._any = "*" in self._patterns
-        alternatives = (
-            "".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", p))
-            for p in self._patterns
-        )
-        self._regex = re.compile("(?:" + "|".join(alternatives) + r")\Z", re.DOTALL)
+        self._literals = frozenset(p for p in self._patterns if "*" not in p)
+        self._globs = tuple(dict.fromkeys(p for p in self._patterns if "*" in p))
 
     @property
     def empty(self) -> bool:
@@ -34,9 +56,9 @@ class ChannelScope:
 
     def allows(self, channel: str) -> bool:
         """True when some pattern matches the whole channel name."""
-        if self._any:
+        if self._any or channel in self._literals:
             return True
-        return bool(self._patterns) and self._regex.match(channel) is not None
+        return any(glob_match(p, channel) for p in self._globs)
 
 
 @dataclass(frozen=True, slots=True)
