@@ -2,6 +2,11 @@
 
 No sockets, no asyncio, no clock: every call takes ``now`` and writes its output
 frames (already encoded, encoded once per fan-out) to a ``Sink``.
+
+In a cluster the hub also talks to a ``Bus``: what local connections do is told to the
+other nodes, and what the other nodes tell arrives through the ``remote_*`` methods.
+Members on other nodes are ``RemoteMember`` entries, so a snapshot lists the whole
+channel. With no bus (one node) none of that code runs.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from ..protocol import (
     ClientFrame,
@@ -38,12 +43,61 @@ class Sink(Protocol):
     def close(self, conn: Conn, code: int, reason: str) -> None: ...
 
 
+class Bus(Protocol):
+    """What the hub tells the other nodes of a cluster (see ``broker/``).
+
+    Every call only queues: the adapter sends in call order, so one node's presence
+    events, messages and directs reach every other node in the order they happened.
+    """
+
+    node: str
+
+    def publish(
+        self, app_id: str, channel: str, sender: str, meta_json: str | None, data: bytes
+    ) -> None:
+        """A message published on a channel by a local connection."""
+
+    def presence(self, app_id: str, channel: str, joined: bool, peer_id: str, entry: str) -> None:
+        """A local member joined or left a channel."""
+
+    def watch(self, app_id: str, channel: str) -> None:
+        """A channel got its first local subscriber: listen, learn its members, then
+        call ``Hub.sync_done``."""
+
+    def unwatch(self, app_id: str, channel: str) -> None:
+        """A channel lost its last local subscriber."""
+
+    def direct(
+        self, conn: Conn, request_id: str | None, to: str, meta_json: str | None, data: bytes
+    ) -> bool:
+        """Route a ``send`` to a peer of another node; False when no live node owns ``to``.
+
+        The outcome comes back through ``Hub.direct_result``.
+        """
+
+
+class RemoteMember:
+    """A presence member that lives on another node."""
+
+    __slots__ = ("channels", "entry", "peer_id", "pending")
+
+    def __init__(self, peer_id: str, entry: str) -> None:
+        self.peer_id = peer_id
+        self.entry = entry
+        self.channels: set[Channel] = set()
+        self.pending: set[Channel] = set()
+
+    def __repr__(self) -> str:
+        return f"RemoteMember({self.peer_id!r})"
+
+
 class Conn:
     """One live connection as the hub sees it."""
 
     __slots__ = (
         "alive",
         "app",
+        "blocked",
         "entry",
         "handle",
         "id",
@@ -79,6 +133,8 @@ class Conn:
         self.pending: set[Channel] = set()
         self.tokens = 0.0
         self.last_refill = now
+        # Frames held while a subscribe waits for the cluster to report a channel's members.
+        self.blocked: list[ClientFrame | Malformed] | None = None
         meta = principal.peer_metadata
         self.meta_json: str | None = dumps(meta) if meta else None
         entry = '{"peerId":' + dumps(peer_id)
@@ -95,19 +151,28 @@ class Conn:
         return f"Conn(id={self.id}, peer_id={self.peer_id!r}, app={self.app.id!r})"
 
 
+Member: TypeAlias = "Conn | RemoteMember"
+
+
 @dataclass(eq=False, slots=True)
 class Channel:
-    """One channel of one app: subscribers, announced members and pending deltas."""
+    """One channel of one app: subscribers, announced members and pending deltas.
+
+    ``members`` maps each local member to the channel sequence its snapshot showed;
+    ``remote`` holds the members of other nodes; ``blob`` caches the snapshot's entries.
+    """
 
     app: AppState
     name: str
     name_json: str
     subs: dict[Conn, bool] = field(default_factory=dict)
     members: dict[Conn, int] = field(default_factory=dict)
-    events: list[tuple[int, bool, Conn]] = field(default_factory=list)
+    events: list[tuple[int, bool, Member]] = field(default_factory=list)
     seq: int = 0
     due: float | None = None
     blob: str | None = ""
+    remote: dict[str, RemoteMember] = field(default_factory=dict)
+    waiting: list[tuple[Conn, SubscribeFrame]] | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -117,6 +182,7 @@ class AppState:
     id: str
     peers: dict[str, Conn] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
+    remote_peers: dict[str, RemoteMember] = field(default_factory=dict)
     quota_used: int = 0
     quota_reset_at: float = 0.0
 
@@ -141,9 +207,10 @@ class HubStats:
 class Hub:
     """Routing for every app of one node."""
 
-    def __init__(self, config: ServerConfig, sink: Sink) -> None:
+    def __init__(self, config: ServerConfig, sink: Sink, bus: Bus | None = None) -> None:
         self.config = config
         self.sink = sink
+        self.bus = bus
         self.apps: dict[str, AppState] = {}
         self.conns: dict[int, Conn] = {}
         self._ids = itertools.count(1)
@@ -194,6 +261,7 @@ class Hub:
         if not conn.alive:
             return
         conn.alive = False
+        conn.blocked = None
         for name in list(conn.subs):
             self._unsubscribe(conn, name, now)
         conn.pending.clear()
@@ -244,6 +312,12 @@ class Hub:
             self.close(conn, 4011, "over message rate", now)
             return
         conn.tokens -= 1.0
+        if conn.blocked is not None:
+            conn.blocked.append(frame)
+            return
+        self._dispatch(conn, frame, now)
+
+    def _dispatch(self, conn: Conn, frame: ClientFrame | Malformed, now: float) -> None:
         if isinstance(frame, Malformed):
             self._error(conn, frame.code, frame.request_id, frame.reason)
         elif isinstance(frame, PublishFrame):
@@ -328,23 +402,30 @@ class Hub:
             return
         channel = conn.app.channels.get(frame.channel)
         if channel is not None and channel.subs:
-            head = (
-                b'{"type":"message","channel":'
-                + to_wire_bytes(channel.name_json)
-                + b',"from":'
-                + conn.peer_json
-                + b',"data":'
-                + data
-            )
-            plain = head + b"}"
-            if conn.meta_json is None:
-                self.sink.fanout(channel.subs, plain)
-            else:
-                rich = head + b',"fromMetadata":' + to_wire_bytes(conn.meta_json) + b"}"
-                self.sink.fanout([c for c, meta in channel.subs.items() if not meta], plain)
-                self.sink.fanout([c for c, meta in channel.subs.items() if meta], rich)
-            self.stats.deliveries += len(channel.subs)
+            self._deliver(channel, conn.peer_json, conn.meta_json, data)
+        if self.bus is not None:
+            self.bus.publish(conn.app.id, frame.channel, conn.peer_id, conn.meta_json, data)
         self._ack(conn, frame.request_id)
+
+    def _deliver(
+        self, channel: Channel, peer_json: bytes, meta_json: str | None, data: bytes
+    ) -> None:
+        head = (
+            b'{"type":"message","channel":'
+            + to_wire_bytes(channel.name_json)
+            + b',"from":'
+            + peer_json
+            + b',"data":'
+            + data
+        )
+        plain = head + b"}"
+        if meta_json is None:
+            self.sink.fanout(channel.subs, plain)
+        else:
+            rich = head + b',"fromMetadata":' + to_wire_bytes(meta_json) + b"}"
+            self.sink.fanout([c for c, meta in channel.subs.items() if not meta], plain)
+            self.sink.fanout([c for c, meta in channel.subs.items() if meta], rich)
+        self.stats.deliveries += len(channel.subs)
 
     def _send(self, conn: Conn, frame: SendFrame, now: float) -> None:
         if "send" not in conn.principal.permissions:
@@ -357,17 +438,30 @@ class Hub:
             return
         target = conn.app.peers.get(frame.to)
         if target is None or not target.alive:
-            self._error(conn, "peer_not_found", frame.request_id, "no such peer")
+            bus = self.bus
+            if bus is None or frame.to.startswith(bus.node):
+                self._error(conn, "peer_not_found", frame.request_id, "no such peer")
+                return
+            data = self._admit(conn, frame.data, frame.request_id, now)
+            if data is not None and not bus.direct(
+                conn, frame.request_id, frame.to, conn.meta_json, data
+            ):
+                self._error(conn, "peer_not_found", frame.request_id, "no such peer")
             return
         data = self._admit(conn, frame.data, frame.request_id, now)
         if data is None:
             return
-        payload = b'{"type":"direct","from":' + conn.peer_json + b',"data":' + data
-        if conn.meta_json is not None and target.sender_meta_subs > 0:
-            payload += b',"fromMetadata":' + to_wire_bytes(conn.meta_json)
+        self._deliver_direct(target, conn.peer_json, conn.meta_json, data)
+        self._ack(conn, frame.request_id)
+
+    def _deliver_direct(
+        self, target: Conn, peer_json: bytes, meta_json: str | None, data: bytes
+    ) -> None:
+        payload = b'{"type":"direct","from":' + peer_json + b',"data":' + data
+        if meta_json is not None and target.sender_meta_subs > 0:
+            payload += b',"fromMetadata":' + to_wire_bytes(meta_json)
         self.sink.send(target, payload + b"}")
         self.stats.deliveries += 1
-        self._ack(conn, frame.request_id)
 
     # --- subscriptions and presence --------------------------------------
 
@@ -385,6 +479,14 @@ class Hub:
         channel = app.channels.get(name)
         if channel is None:
             channel = app.channels[name] = Channel(app, name, dumps(name))
+            if self.bus is not None:
+                channel.waiting = []
+                self.bus.watch(app.id, name)
+        if channel.waiting is not None:
+            # Until the cluster has told us the channel's members, this connection waits.
+            channel.waiting.append((conn, frame))
+            conn.blocked = []
+            return
         flag = frame.include_sender_metadata
         if already:
             conn.sender_meta_subs += int(flag) - int(conn.subs[name])
@@ -395,7 +497,10 @@ class Hub:
         snapshot: str | None = None
         if conn.presence:
             if already:
-                snapshot = ",".join(c.entry for c in channel.members if c is not conn)
+                snapshot = ",".join(
+                    [c.entry for c in channel.members if c is not conn]
+                    + [m.entry for m in channel.remote.values()]
+                )
             else:
                 if any(c is conn and not j for _, j, c in channel.events):
                     # A leave then a join in one window would cancel out; keep both visible.
@@ -404,6 +509,8 @@ class Hub:
                 self._add_event(channel, True, conn, now)
                 conn.pending.add(channel)
                 channel.blob = (channel.blob + "," + conn.entry) if channel.blob else conn.entry
+                if self.bus is not None:
+                    self.bus.presence(app.id, name, True, conn.peer_id, conn.entry)
             channel.members[conn] = channel.seq
         self._ack(conn, frame.request_id)
         if snapshot is not None:
@@ -420,21 +527,41 @@ class Hub:
 
     def _members_blob(self, channel: Channel) -> str:
         if channel.blob is None:
-            channel.blob = ",".join(c.entry for c in channel.members)
+            entries = [c.entry for c in channel.members]
+            entries.extend(m.entry for m in channel.remote.values())
+            channel.blob = ",".join(entries)
         return channel.blob
 
     def _unsubscribe(self, conn: Conn, name: str, now: float) -> None:
         flag = conn.subs.pop(name)
         conn.sender_meta_subs -= int(flag)
-        channel = conn.app.channels[name]
+        app = conn.app
+        channel = app.channels[name]
         del channel.subs[conn]
         if channel.members.pop(conn, None) is not None:
             channel.blob = None
             self._add_event(channel, False, conn, now)
-        if not channel.subs and not channel.events:
-            del conn.app.channels[name]
+            if self.bus is not None:
+                self.bus.presence(app.id, name, False, conn.peer_id, conn.entry)
+        if not channel.subs:
+            self._release(channel)
 
-    def _add_event(self, channel: Channel, joined: bool, conn: Conn, now: float) -> None:
+    def _release(self, channel: Channel) -> None:
+        """A channel with no local subscriber left: forget it once nothing is pending."""
+        if channel.waiting:
+            return
+        app = channel.app
+        if self.bus is not None:
+            # Nobody here listens any more; a later subscribe learns the members afresh.
+            for member in list(channel.remote.values()):
+                self._drop_remote(channel, member)
+            self.bus.unwatch(app.id, channel.name)
+        elif channel.events:
+            return
+        if app.channels.get(channel.name) is channel:
+            del app.channels[channel.name]
+
+    def _add_event(self, channel: Channel, joined: bool, conn: Member, now: float) -> None:
         channel.seq += 1
         channel.events.append((channel.seq, joined, conn))
         if len(channel.events) >= self.config.presence_flush_events:
@@ -461,16 +588,20 @@ class Hub:
             payload = self._delta_frame(channel, events, snap_seq)
             if payload is not None:
                 self.sink.fanout(recipients, payload)
-        if not channel.subs and channel.app.channels.get(channel.name) is channel:
+        if (
+            not channel.subs
+            and not channel.waiting
+            and channel.app.channels.get(channel.name) is channel
+        ):
             del channel.app.channels[channel.name]
 
     @staticmethod
     def _delta_frame(
-        channel: Channel, events: list[tuple[int, bool, Conn]], after: int
+        channel: Channel, events: list[tuple[int, bool, Member]], after: int
     ) -> bytes | None:
         # A member's own events never fall after its snapshot, so it is never its own entry.
-        first: dict[Conn, bool] = {}
-        last: dict[Conn, bool] = {}
+        first: dict[Member, bool] = {}
+        last: dict[Member, bool] = {}
         for seq, joined, conn in events:
             if seq <= after:
                 continue
@@ -495,6 +626,164 @@ class Hub:
             + ",".join(left_entries)
             + "]}"
         )
+
+    # --- the cluster: what other nodes report ----------------------------------
+
+    def sync_done(self, app_id: str, name: str, now: float) -> None:
+        """The members of a watched channel are known: admit the subscribes that waited."""
+        app = self.apps.get(app_id)
+        channel = app.channels.get(name) if app is not None else None
+        if channel is None or channel.waiting is None:
+            return
+        waiting, channel.waiting = channel.waiting, None
+        for conn, frame in waiting:
+            if conn.alive:
+                self._subscribe(conn, frame, now)
+                self._unblock(conn, now)
+        if not channel.subs:
+            self._release(channel)
+
+    def _unblock(self, conn: Conn, now: float) -> None:
+        held = conn.blocked or []
+        conn.blocked = None
+        for index, frame in enumerate(held):
+            if not conn.alive:
+                return
+            if conn.blocked is not None:  # blocked again, by another subscribe
+                conn.blocked.extend(held[index:])
+                return
+            self._dispatch(conn, frame, now)
+
+    def _remote_channel(self, app_id: str, name: str) -> Channel | None:
+        app = self.apps.get(app_id)
+        return app.channels.get(name) if app is not None else None
+
+    def remote_message(
+        self,
+        app_id: str,
+        name: str,
+        sender: str,
+        meta_json: str | None,
+        data: bytes,
+        now: float,
+    ) -> None:
+        """A message another node's connection published: frame it once for local subscribers."""
+        channel = self._remote_channel(app_id, name)
+        if channel is None or not channel.subs:
+            return
+        self._flush_pending_of_remote(channel.app, sender, now)
+        self._deliver(channel, to_wire_bytes(dumps(sender)), meta_json, data)
+
+    def remote_direct(
+        self,
+        app_id: str,
+        to: str,
+        sender: str,
+        meta_json: str | None,
+        data: bytes,
+        now: float,
+    ) -> bool:
+        """A ``send`` from another node to a local peer. False when there is no such peer."""
+        app = self.apps.get(app_id)
+        target = app.peers.get(to) if app is not None else None
+        if app is None or target is None or not target.alive:
+            return False
+        self._flush_pending_of_remote(app, sender, now)
+        self._deliver_direct(target, to_wire_bytes(dumps(sender)), meta_json, data)
+        return True
+
+    def direct_result(self, conn_id: int, request_id: str | None, delivered: bool) -> None:
+        """What became of a ``send`` routed to another node: ack it or say the peer is gone."""
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        if delivered:
+            self._ack(conn, request_id)
+        else:
+            self._error(conn, "peer_not_found", request_id, "no such peer")
+
+    def _flush_pending_of_remote(self, app: AppState, sender: str, now: float) -> None:
+        member = app.remote_peers.get(sender)
+        if member is not None and member.pending:
+            for channel in list(member.pending):
+                self._flush(channel, now)
+
+    def remote_presence(
+        self, app_id: str, name: str, joined: bool, peer_id: str, entry: str, now: float
+    ) -> None:
+        """A member of another node joined or left a channel this node listens to."""
+        channel = self._remote_channel(app_id, name)
+        if channel is None:
+            return
+        if joined:
+            self._add_remote(channel, peer_id, entry, now)
+        else:
+            member = channel.remote.get(peer_id)
+            if member is not None:
+                self._remove_remote(channel, member, now)
+
+    def remote_state(
+        self, app_id: str, name: str, node: str, entries: dict[str, str], now: float
+    ) -> None:
+        """Everything one node has in a channel: replaces what this node knew of it."""
+        channel = self._remote_channel(app_id, name)
+        if channel is None:
+            return
+        for peer_id, member in list(channel.remote.items()):
+            if peer_id.startswith(node) and peer_id not in entries:
+                self._remove_remote(channel, member, now)
+        for peer_id, entry in entries.items():
+            if peer_id not in channel.remote and peer_id.startswith(node):
+                self._add_remote(channel, peer_id, entry, now)
+
+    def node_gone(self, node: str, now: float) -> None:
+        """A node stopped: each of its members leaves every channel here."""
+        for app in self.apps.values():
+            for peer_id, member in list(app.remote_peers.items()):
+                if peer_id.startswith(node):
+                    for channel in list(member.channels):
+                        self._remove_remote(channel, member, now)
+
+    def local_state(self, app_id: str, name: str) -> dict[str, str]:
+        """This node's announced members of a channel, peer id to presence entry."""
+        channel = self._remote_channel(app_id, name)
+        if channel is None:
+            return {}
+        return {conn.peer_id: conn.entry for conn in channel.members}
+
+    def watched(self) -> list[tuple[str, str]]:
+        """Every (app, channel) with a local subscriber or a subscribe waiting."""
+        return [(app.id, name) for app in self.apps.values() for name in app.channels]
+
+    def _add_remote(self, channel: Channel, peer_id: str, entry: str, now: float) -> None:
+        if peer_id in channel.remote:
+            return
+        app = channel.app
+        member = app.remote_peers.get(peer_id)
+        if member is None:
+            member = app.remote_peers[peer_id] = RemoteMember(peer_id, entry)
+        if any(m is member and not j for _, j, m in channel.events):
+            self._flush(channel, now)  # keep a leave and a rejoin in one window both visible
+        channel.remote[peer_id] = member
+        member.channels.add(channel)
+        member.pending.add(channel)
+        if channel.blob is not None:
+            channel.blob = (channel.blob + "," + entry) if channel.blob else entry
+        self._add_event(channel, True, member, now)
+
+    def _remove_remote(self, channel: Channel, member: RemoteMember, now: float) -> None:
+        self._drop_remote(channel, member)
+        self._add_event(channel, False, member, now)
+
+    def _drop_remote(self, channel: Channel, member: RemoteMember) -> None:
+        del channel.remote[member.peer_id]
+        channel.blob = None
+        member.channels.discard(channel)
+        member.pending.discard(channel)
+        if not member.channels:
+            app = channel.app
+            if app.remote_peers.get(member.peer_id) is member:
+                del app.remote_peers[member.peer_id]
 
     # --- time -------------------------------------------------------------
 
