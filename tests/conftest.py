@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 from metered_realtime.server.app import Server
 from metered_realtime.server.config import ServerConfig
@@ -101,3 +102,32 @@ async def server(server_factory: ServerFactory) -> AsyncIterator[RunningServer]:
     """A server with default settings."""
     async with server_factory() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL on a free loopback port (if absent: skip locally, fail in CI)."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have PostgreSQL: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database that lives for the whole session."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def postgres_store_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh, empty database for one test (dropped afterwards)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
