@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 from tests.server.wire import Wire
 
@@ -28,7 +31,27 @@ def strip_message(frame: dict[str, object]) -> dict[str, object]:
         ('{"type":"ping","requestId":7}', err("malformed_message")),
         ('{"type":"ping","requestId":""}', err("malformed_message")),
         ('{"type":"ping","requestId":"' + "x" * 129 + '"}', err("malformed_message")),
-        ('{"type":"publish","channel":"c","data":NaN,"requestId":"r"}', err("malformed_message")),
+        # Numbers no double can hold are refused, correlated, never a 1011 crash.
+        (
+            '{"type":"publish","channel":"c","data":NaN,"requestId":"r"}',
+            err("malformed_message", "r"),
+        ),
+        (
+            '{"type":"publish","channel":"c","data":1e400,"requestId":"r"}',
+            err("malformed_message", "r"),
+        ),
+        (
+            '{"type":"publish","channel":"c","data":{"x":[-1e400]},"requestId":"r"}',
+            err("malformed_message", "r"),
+        ),
+        ('{"type":"publish","channel":"c","data":1e400}', err("malformed_message")),
+        ('{"type":"send","to":"x","data":1E+999,"requestId":"r"}', err("malformed_message", "r")),
+        ('{"type":"send","to":"x","data":Infinity,"requestId":"r"}', err("malformed_message", "r")),
+        # A missing or non-string type is still answered against the frame's requestId.
+        ('{"requestId":"r"}', err("malformed_message", "r")),
+        ('{"type":null,"requestId":"r"}', err("malformed_message", "r")),
+        ('{"type":["ping"],"requestId":"r","channel":"c"}', err("malformed_message", "r")),
+        ('{"type":5,"requestId":7}', err("malformed_message")),
         (
             '{"type":"subscribe","channel":"c","includeSenderMetadata":1,"requestId":"r"}',
             err("malformed_message", "r"),
@@ -77,6 +100,29 @@ async def test_error_codes(server, raw, expected):
     assert strip_message(await wire.recv()) == expected
     # The connection stays up after any error.
     assert await wire.request({"type": "ping"}) == {"type": "pong"}
+    await wire.close()
+
+
+async def test_odd_but_finite_numbers_are_relayed_as_valid_json(server):
+    wire = await Wire.open(server.key_url())
+    await wire.subscribe("c")
+    big = "1" + "0" * 400  # an integer beyond the double range: exact in Python, valid JSON
+    data = '{"big":' + big + ',"tiny":1e-400,"max":1.7976931348623157e308,"neg":-0.0}'
+    await wire.send('{"type":"publish","channel":"c","data":' + data + ',"requestId":"p"}')
+    frames = []
+    for _ in range(2):  # the ack and the echoed message, in either order
+        raw = await asyncio.wait_for(wire.ws.recv(), 5)
+        assert isinstance(raw, str)
+        # Strict JSON (what JSON.parse accepts): no NaN/Infinity tokens anywhere.
+        frames.append(json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} relayed")))
+    assert {"type": "ack", "requestId": "p"} in frames
+    (message,) = (f for f in frames if f["type"] == "message")
+    assert message["data"] == {
+        "big": int(big),
+        "tiny": 0.0,
+        "max": 1.7976931348623157e308,
+        "neg": -0.0,
+    }
     await wire.close()
 
 
@@ -162,4 +208,26 @@ async def test_over_message_quota(server_factory):
             {"type": "send", "to": wire.peer_id, "data": 1, "requestId": "4"}
         )
         assert strip_message(reply) == err("over_message_quota", "4")
+        await wire.close()
+
+
+async def test_nesting_near_the_recursion_limit_never_crashes(server_factory):
+    # Parsing and re-encoding recurse at slightly different stack depths; at every depth
+    # the answer is an ack or a correlated malformed_message, never a 1011 close.
+    async with server_factory(rate_per_second=10_000, rate_burst=10_000) as srv:
+        wire = await Wire.open(srv.key_url())
+        outcomes = set()
+        for depth in range(900, 1100):
+            data = "[" * depth + "]" * depth
+            rid = f"d{depth}"
+            await wire.send(
+                f'{{"type":"send","to":"{wire.peer_id}","data":{data},"requestId":"{rid}"}}'
+            )
+            reply = await wire.recv()
+            if reply["type"] == "direct":  # delivered to ourselves: the ack follows
+                reply = await wire.recv()
+            assert reply.get("requestId") == rid, reply
+            outcomes.add(reply.get("code", reply["type"]))
+        assert outcomes == {"ack", "malformed_message"}
+        assert await wire.request({"type": "ping"}) == {"type": "pong"}
         await wire.close()

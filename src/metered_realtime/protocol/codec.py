@@ -31,14 +31,41 @@ from .limits import GOING_AWAY_DEFAULT_MS, GOING_AWAY_MAX_MS
 _SEPARATORS = (",", ":")
 
 
+_INFINITY = float("inf")
+
+
+class NonFiniteNumber(ValueError):
+    """A number JSON can write but IEEE doubles cannot hold (``1e400``), or NaN/Infinity."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
+    raise NonFiniteNumber(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value == _INFINITY or value == -_INFINITY:
+        raise NonFiniteNumber("non-finite number (beyond the double range)")
+    return value
+
+
+# One decoder for every call: ``json.loads`` with hooks would build a new one each time.
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
 
 
 def parse_json(text: str | bytes) -> Any | Malformed:
-    """Parse one JSON document; NaN/Infinity, bad UTF-8 and runaway nesting are malformed."""
+    """Parse one JSON document; non-finite numbers, bad UTF-8 and runaway nesting are malformed.
+
+    A number beyond the double range (``1e400``) is valid JSON text, but it would parse to
+    infinity, which no JSON encoder (ours, or ``JSON.stringify``, which writes ``null``)
+    can pass on faithfully, so it is refused like ``NaN`` and ``Infinity``.
+    """
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")
+        return _DECODER.decode(text)
+    except NonFiniteNumber as exc:
+        return Malformed(f"invalid JSON: {exc}")
     except (ValueError, RecursionError, TypeError) as exc:
         return Malformed(f"invalid JSON: {type(exc).__name__}")
 
@@ -105,13 +132,20 @@ def top_level_string(text: str, key: str) -> str | None:
     return None
 
 
+def _correlate(text: str) -> str | None:
+    """The frame's valid top-level ``requestId``, for a frame that parsing refused."""
+    rid = top_level_string(text, "requestId")
+    return rid if is_valid_request_id(rid) else None
+
+
 def _parse_object(text: str | bytes) -> dict[str, Any] | Malformed:
     if isinstance(text, bytes):
         return Malformed("binary frames are not part of the protocol")
     obj = parse_json(text)
     if isinstance(obj, Malformed) and obj.reason == "invalid JSON: RecursionError":
-        rid = top_level_string(text, "requestId")
-        return Malformed("nesting too deep", request_id=rid if is_valid_request_id(rid) else None)
+        return Malformed("nesting too deep", request_id=_correlate(text))
+    if isinstance(obj, Malformed) and obj.reason.startswith("invalid JSON: non-finite"):
+        return Malformed(obj.reason, request_id=_correlate(text))
     if isinstance(obj, (Malformed, dict)):
         return obj
     return Malformed("frame is not a JSON object")
@@ -126,12 +160,12 @@ def decode_client_frame(text: str | bytes) -> ClientFrame | Malformed:
     if isinstance(obj, Malformed):
         return obj
     kind = obj.get("type")
-    if not isinstance(kind, str):
-        return Malformed("missing or non-string type")
     request_id = obj.get("requestId")
     if "requestId" in obj and not is_valid_request_id(request_id):
         return Malformed("requestId must be a string of 1..128 characters")
     rid: str | None = request_id
+    if not isinstance(kind, str):
+        return Malformed("missing or non-string type", request_id=rid)
     if kind == "ping":
         return PingFrame(rid)
     if kind in ("subscribe", "unsubscribe", "publish"):

@@ -376,7 +376,11 @@ class Hub:
         Oversize closes the connection with 1009; an exhausted quota is an error frame.
         Before anything from ``conn`` is routed, its pending joins are announced.
         """
-        encoded = to_wire_bytes(dumps(data))
+        try:
+            encoded = to_wire_bytes(dumps(data))
+        except (ValueError, RecursionError):  # nested deeper than the encoder can recurse
+            self._error(conn, "malformed_message", request_id, "data cannot be encoded")
+            return None
         if len(encoded) > self.config.max_message_size:
             self.close(conn, 1009, "message too big", now)
             return None
