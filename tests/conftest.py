@@ -50,6 +50,17 @@ class RunningServer:
         """Another publishable key for this app."""
         return self.store.create_publishable_key(self.app_id, **kwargs).key
 
+    @property
+    def nodes(self) -> list[Server]:
+        """Every server process of this service (one, or the nodes of a cluster)."""
+        return [self.server]
+
+    def changed(self) -> None:
+        """Keys or apps were changed in the store: every node reloads them now, as the
+        admin API makes them do (otherwise they notice within ``store_refresh``)."""
+        for node in self.nodes:
+            node.reload_keys()
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:

@@ -113,6 +113,7 @@ async def test_presence_permission_off_hides_the_member(server: Any, js: MakeJS)
 async def test_revoked_key_is_refused_with_4001(server: Any, js: MakeJS) -> None:
     key = server.new_key()
     assert server.store.revoke(key)
+    server.changed()
     client = await js("revoked")
     with pytest.raises(JSError) as rejected:
         await client.connect(server.url, key=key, reconnect=False)

@@ -37,10 +37,12 @@ async def test_probes_and_metrics(server):
     port = server.server.port
     assert (await call(port, "GET", "/healthz", token=None))[:2] == (200, "ok\n")
     assert (await call(port, "GET", "/readyz", token=None))[:2] == (200, "ready\n")
-    wire = await Wire.open(server.key_url())
+    # Metrics are per node: every connection here goes to the node scraped.
+    here = f"ws://127.0.0.1:{port}/v1?key="
+    wire = await Wire.open(here + server.api_key)
     await wire.subscribe("room")
     await wire.request({"type": "publish", "channel": "room", "data": 1, "requestId": "p"})
-    await Wire.open(server.key_url("pk_live_wrong"), welcome=False)
+    await Wire.open(here + "pk_live_wrong", welcome=False)
     status, text, ctype = await call(port, "GET", "/metrics", token=None)
     assert status == 200 and ctype.startswith("text/plain")
     lines = dict(
@@ -141,6 +143,8 @@ async def test_admin_live_state_disconnect_suspend_and_drain(server_factory):
         assert (await refused.closed())[0] == 4012
         assert (await call(port, "POST", f"/admin/apps/{srv.app_id}/resume"))[0] == 200
         c = await Wire.open(srv.key_url())
-        assert (await call(port, "POST", "/admin/drain"))[0] == 202
+        _, conns, _ = await call(port, "GET", "/admin/connections")
+        (node,) = [conn["node"] for conn in conns["connections"] if conn["peerId"] == c.peer_id]
+        assert (await call(port, "POST", f"/admin/nodes/{node}/drain"))[0] == 202
         assert await c.recv() == {"type": "going_away", "retryAfterMs": 1000}
         assert (await c.closed())[0] == 1001

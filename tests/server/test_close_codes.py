@@ -7,12 +7,13 @@ import time
 
 import jwt
 import pytest
-from tests.server.wire import Wire
+from tests.server.wire import Wire, raw_token
 
 
 async def closed_before_welcome(url: str, **kwargs: object) -> tuple[int | None, str]:
+    """The close code and reason of a refused connection; any frame first (a welcome) fails."""
     wire = await Wire.open(url, welcome=False, **kwargs)
-    return await wire.closed()
+    return await wire.refused()
 
 
 async def test_no_or_both_credentials_close_4001(server):
@@ -26,6 +27,7 @@ async def test_unknown_and_revoked_keys_close_4001(server):
     assert (await closed_before_welcome(server.key_url("pk_live_nope")))[0] == 4001
     key = server.new_key()
     server.store.revoke(key)
+    server.changed()
     code, reason = await closed_before_welcome(server.key_url(key))
     assert code == 4001 and key not in reason
 
@@ -119,30 +121,132 @@ async def test_bad_tokens_close_4001(server, make_token):
 async def test_revoked_secret_key_closes_4001(server):
     token = server.mint()
     server.store.revoke(server.secret_key_id)
+    server.changed()
     assert (await closed_before_welcome(server.token_url(token)))[0] == 4001
 
 
 async def test_expired_token_closes_4002(server):
-    token = server.mint(ttl=60, now=time.time() - 120)
+    # Expired for longer than the default 60 s clock-skew leeway.
+    token = server.mint(ttl=60, now=time.time() - 200)
     assert (await closed_before_welcome(server.token_url(token)))[0] == 4002
+
+
+def signed(srv, claims: dict[str, object]) -> str:
+    return jwt.encode(claims, srv.secret, algorithm="HS256", headers={"kid": srv.secret_key_id})
+
+
+async def test_clock_skew_within_the_leeway_is_accepted(server):
+    now = int(time.time())
+    for claims in (
+        {"iat": now + 1, "exp": now + 60},  # the issuer's clock is a second ahead
+        {"iat": now + 50, "nbf": now + 50, "exp": now + 600},
+    ):
+        wire = await Wire.open(server.token_url(signed(server, claims)))
+        assert wire.welcome["expiresAt"] == claims["exp"]
+        await wire.close()
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+async def test_token_from_the_future_beyond_the_leeway_closes_4001(server_factory, claim):
+    async with server_factory(jwt_leeway=5) as srv:
+        now = int(time.time())
+        token = signed(srv, {claim: now + 30, "exp": now + 600})
+        code, reason = await closed_before_welcome(srv.token_url(token))
+        assert code == 4001 and claim in reason
+        ok = signed(srv, {claim: now + 3, "exp": now + 600})
+        await (await Wire.open(srv.token_url(ok))).close()
+
+
+async def test_expired_within_the_leeway_is_accepted_until_exp_plus_leeway(server_factory):
+    async with server_factory(jwt_leeway=2) as srv:
+        exp = int(time.time()) - 1
+        wire = await Wire.open(srv.token_url(signed(srv, {"exp": exp})))
+        # The welcome reports the token's own exp; the server closes at exp + leeway.
+        assert wire.welcome["expiresAt"] == exp
+        code, _ = await wire.closed(timeout=5)
+        assert code == 4002
+        assert time.time() >= exp + 2 - 0.05
+        late = signed(srv, {"exp": int(time.time()) - 3})
+        assert (await closed_before_welcome(srv.token_url(late)))[0] == 4002
+
+
+def test_leeway_setting_is_validated():
+    from metered_realtime.server.config import ServerConfig
+
+    assert ServerConfig().jwt_leeway == 60.0
+    assert ServerConfig(jwt_leeway=0).jwt_leeway == 0
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="jwt_leeway"):
+            ServerConfig(jwt_leeway=bad)
+
+
+EXP = str(int(time.time()) + 3600)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param('{"exp":1e400}', id="exp-overflows"),
+        pytest.param('{"exp":-1e400}', id="exp-overflows-negative"),
+        pytest.param('{"exp":NaN}', id="exp-nan"),
+        pytest.param('{"exp":Infinity}', id="exp-infinity"),
+        pytest.param('{"exp":1e300}', id="exp-out-of-range"),
+        pytest.param('{"exp":' + "9" * 40 + "}", id="exp-huge-int"),
+        pytest.param('{"exp":true}', id="exp-bool"),
+        pytest.param('{"exp":"' + EXP + '"}', id="exp-string"),
+        pytest.param('{"exp":' + EXP + ',"iat":1e400}', id="iat-overflows"),
+        pytest.param('{"exp":' + EXP + ',"iat":NaN}', id="iat-nan"),
+        pytest.param('{"exp":' + EXP + ',"nbf":[1]}', id="nbf-list"),
+        pytest.param('{"exp":' + EXP + ',"permissions":[{}]}', id="permissions-unhashable"),
+        pytest.param('{"exp":' + EXP + ',"permissions":[["publish"]]}', id="permissions-nested"),
+        pytest.param('{"exp":' + EXP + ',"channels":[{}]}', id="channels-unhashable"),
+        pytest.param('{"exp":' + EXP + ',"metadata":{"x":NaN}}', id="metadata-nan"),
+        pytest.param('{"exp":' + EXP + ',"metadata":{"x":[1e400]}}', id="metadata-overflow"),
+        pytest.param('{"exp":' + EXP + ',"peerMetadata":{"x":-Infinity}}', id="peer-meta-inf"),
+        pytest.param(
+            '{"exp":' + EXP + ',"metadata":' + '{"a":' * 200 + "1" + "}" * 200 + "}",
+            id="metadata-deep",
+        ),
+        pytest.param(
+            '{"exp":' + EXP + ',"peerMetadata":' + "[" * 1500 + "]" * 1500 + "}",
+            id="peer-meta-too-deep-to-parse",
+        ),
+        pytest.param('[{"exp":' + EXP + "}]", id="claims-not-object"),
+        pytest.param("nope", id="claims-not-json"),
+    ],
+)
+async def test_hostile_claims_close_4001_not_1011(server, claims):
+    token = raw_token(server.secret_key_id, server.secret, claims)
+    code, _ = await closed_before_welcome(server.token_url(token))
+    assert code == 4001
+    # The server is unharmed.
+    await (await Wire.open(server.key_url())).close()
+
+
+async def test_hostile_header_closes_4001(server):
+    deep = "[" * 1500 + "]" * 1500
+    for header in (deep, '{"alg":"HS256","kid":' + deep + "}", '{"alg":NaN}'):
+        token = raw_token(server.secret_key_id, server.secret, '{"exp":' + EXP + "}", header)
+        assert (await closed_before_welcome(server.token_url(token)))[0] == 4001
 
 
 async def test_token_granting_no_channel_closes_4003(server):
     assert (await closed_before_welcome(server.token_url(server.mint(channels=[]))))[0] == 4003
 
 
-async def test_token_expiry_mid_session_closes_4002(server):
-    token = server.mint(ttl=1.5)
-    wire = await Wire.open(server.token_url(token))
-    exp = wire.welcome["expiresAt"]
-    assert (
-        isinstance(exp, int)
-        and exp == jwt.decode(token, options={"verify_signature": False})["exp"]
-    )
-    assert await wire.subscribe("room") == []
-    code, _ = await wire.closed(timeout=5)
-    assert code == 4002
-    assert time.time() >= exp - 0.05
+async def test_token_expiry_mid_session_closes_4002(server_factory):
+    async with server_factory(jwt_leeway=0) as srv:
+        token = srv.mint(ttl=1.5)
+        wire = await Wire.open(srv.token_url(token))
+        exp = wire.welcome["expiresAt"]
+        assert (
+            isinstance(exp, int)
+            and exp == jwt.decode(token, options={"verify_signature": False})["exp"]
+        )
+        assert await wire.subscribe("room") == []
+        code, _ = await wire.closed(timeout=5)
+        assert code == 4002
+        assert time.time() >= exp - 0.05
 
 
 async def test_over_concurrent_limit_closes_4010(server_factory):
@@ -173,6 +277,7 @@ async def test_flood_closes_4011_and_others_unaffected(server_factory):
 
 async def test_suspended_app_closes_4012(server):
     server.store.set_suspended(server.app_id, True)
+    server.changed()
     assert (await closed_before_welcome(server.key_url()))[0] == 4012
 
 

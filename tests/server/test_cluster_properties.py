@@ -8,13 +8,13 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.server.test_hub_properties import Recorder
 
 from metered_realtime.protocol import PublishFrame, SendFrame, SubscribeFrame, UnsubscribeFrame
 from metered_realtime.server.auth import ChannelScope, Principal
 from metered_realtime.server.broker import MemoryBroker
 from metered_realtime.server.config import ServerConfig
 from metered_realtime.server.hub import Conn, Hub
-from tests.server.test_hub_properties import Recorder
 
 CHANNELS = ("a", "b")
 NODES = ("n0aa", "n1bb", "n2cc")
@@ -212,9 +212,7 @@ def test_message_reaches_subscribers_on_every_node_with_one_publish() -> None:
     broker.pump(0.1)
     assert published == 1
     for k, n in enumerate(NODES):
-        got = [
-            f for f in sinks[n].frames[subs[k].peer_id] if f["type"] == "message"
-        ]
+        got = [f for f in sinks[n].frames[subs[k].peer_id] if f["type"] == "message"]
         assert got == [
             {"type": "message", "channel": "room", "from": publisher.peer_id, "data": {"x": 1}}
         ]
@@ -231,7 +229,11 @@ def test_send_to_a_peer_of_a_gone_node_is_refused() -> None:
     assert isinstance(a, Conn) and isinstance(b, Conn)
     hubs[NODES[0]].receive(a, SendFrame(b.peer_id, "hi", "r1"), 0.0)
     broker.pump(0.0)
-    assert sinks[NODES[1]].frames[b.peer_id][-1] == {"type": "direct", "from": a.peer_id, "data": "hi"}
+    assert sinks[NODES[1]].frames[b.peer_id][-1] == {
+        "type": "direct",
+        "from": a.peer_id,
+        "data": "hi",
+    }
     assert sinks[NODES[0]].frames[a.peer_id][-1] == {"type": "ack", "requestId": "r1"}
     hubs[NODES[0]].receive(a, SendFrame(f"{NODES[1]}nobody", "hi", "r2"), 0.0)
     broker.pump(0.0)

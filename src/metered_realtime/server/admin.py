@@ -2,6 +2,10 @@
 
 Every admin route needs ``Authorization: Bearer <admin_token>``; with no admin token
 configured the admin API is off. Secrets appear only in the response that creates them.
+
+In a cluster any node answers for all of them: live state is gathered from every node
+(``ClusterAdmin`` runs each node's part), and a change to keys or apps makes every node
+reload them at once.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .broker.node import NODE_ID_LENGTH
 from .front import Handler, HttpRequest, HttpResponse, Router
 from .store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS, PublishableKey
 
@@ -34,6 +39,50 @@ def _strings(value: Any, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"{name} must be a list of non-empty strings")
     return value
+
+
+class ClusterAdmin:
+    """One node's part of an admin operation; the result is JSON, sent back to the asker."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def handle(self, op: str, args: Any) -> Any:
+        """Run ``op`` on this node."""
+        hub = self.server.hub
+        only = args.get("app") if isinstance(args, dict) else None
+        if op == "connections":
+            return [
+                {"peerId": c.peer_id, "app": c.app.id, "channels": sorted(c.subs)}
+                for c in hub.conns.values()
+                if only is None or c.app.id == only
+            ]
+        if op == "channels":
+            return [
+                [app.id, name, len(channel.subs), len(channel.members)]
+                for app in hub.apps.values()
+                if only is None or app.id == only
+                for name, channel in app.channels.items()
+                if channel.subs
+            ]
+        if op == "apps":
+            return {app.id: len(app.peers) for app in hub.apps.values() if app.peers}
+        if op == "disconnect":
+            for app in hub.apps.values():
+                conn = app.peers.get(str(args.get("peer")))
+                if conn is not None:
+                    hub.close(conn, 4020, "admin disconnect", time.time())
+                    return True
+            return False
+        if op == "reload":
+            return self.server.reload_keys()
+        if op == "drain":
+            if not self.server.draining:
+                self.server.spawn(self.server.drain())
+            return True
+        if op == "node":
+            return {"connections": len(hub.conns), "draining": self.server.draining}
+        raise ValueError(f"unknown admin operation {op!r}")
 
 
 class AdminApi:
@@ -60,6 +109,8 @@ class AdminApi:
             ("GET", "/admin/channels", self.channels),
             ("POST", "/admin/peers/{peer}/disconnect", self.disconnect),
             ("POST", "/admin/drain", self.drain),
+            ("GET", "/admin/nodes", self.nodes),
+            ("POST", "/admin/nodes/{node}/drain", self.drain_node),
         ]
         for method, path, handler in admin:
             router.add(method, path, self._guard(handler))
@@ -92,6 +143,9 @@ class AdminApi:
     async def readyz(self, request: HttpRequest) -> HttpResponse:
         if self.server.draining:
             return HttpResponse.text(503, "draining\n")
+        broker = self.server.broker
+        if broker is not None and not broker.connected:
+            return HttpResponse.text(503, "cluster unreachable (redis)\n")
         return HttpResponse.text(200, "ready\n")
 
     async def metrics(self, request: HttpRequest) -> HttpResponse:
@@ -104,14 +158,24 @@ class AdminApi:
             raise KeyError(f"no such app: {app_id}")
         return app_id
 
+    async def _everywhere(self, op: str, args: Any = None) -> list[Any]:
+        return list((await self.server.gather(op, args or {})).values())
+
+    async def _changed(self) -> int:
+        """Keys or apps changed: every node reloads them now. Returns sessions closed."""
+        return sum(int(n) for n in await self._everywhere("reload"))
+
     async def list_apps(self, request: HttpRequest) -> HttpResponse:
-        hub_apps = self.server.hub.apps
+        counts: dict[str, int] = {}
+        for per_node in await self._everywhere("apps"):
+            for app_id, n in per_node.items():
+                counts[app_id] = counts.get(app_id, 0) + n
         apps = [
             {
                 "id": app.id,
                 "name": app.name,
                 "suspended": app.suspended,
-                "connections": len(hub_apps[app.id].peers) if app.id in hub_apps else 0,
+                "connections": counts.get(app.id, 0),
             }
             for app in self.server.store.list_apps()
         ]
@@ -123,6 +187,7 @@ class AdminApi:
         if not isinstance(name, str) or not name:
             raise ValueError("name is required")
         app = self.server.store.create_app(name)
+        await self._changed()
         return HttpResponse.json(201, {"id": app.id, "name": app.name, "suspended": False})
 
     async def list_keys(self, request: HttpRequest) -> HttpResponse:
@@ -147,6 +212,7 @@ class AdminApi:
         kind = body.get("type", "publishable")
         if kind == "secret":
             secret = store.create_secret_key(app_id)
+            await self._changed()
             return HttpResponse.json(201, {"id": secret.id, "secret": secret.secret})
         if kind != "publishable":
             raise ValueError("type must be publishable or secret")
@@ -162,60 +228,72 @@ class AdminApi:
             allowed_origins=_strings(body.get("origins", []), "origins"),
             label=str(body.get("label", "")),
         )
+        await self._changed()
         return HttpResponse.json(201, {**_key_json(key), "key": key.key})
 
     async def revoke(self, request: HttpRequest) -> HttpResponse:
         if not self.server.store.revoke(request.params["key"]):
             raise KeyError("no such key")
-        return HttpResponse.json(200, {"revoked": True})
+        closed = await self._changed()
+        return HttpResponse.json(200, {"revoked": True, "closed": closed})
 
     async def suspend(self, request: HttpRequest) -> HttpResponse:
         app_id = self._app(request.params["app"])
         self.server.store.set_suspended(app_id, True)
-        closed = self.server.hub.close_app(app_id, 4012, "account suspended", time.time())
+        closed = await self._changed()
         return HttpResponse.json(200, {"suspended": True, "closed": closed})
 
     async def resume(self, request: HttpRequest) -> HttpResponse:
         self.server.store.set_suspended(self._app(request.params["app"]), False)
+        await self._changed()
         return HttpResponse.json(200, {"suspended": False})
 
     # --- live state -------------------------------------------------------------
 
     async def connections(self, request: HttpRequest) -> HttpResponse:
         only = request.query.get("app", [None])[0]
+        per_node = await self.server.gather("connections", {"app": only})
         conns = [
-            {"peerId": c.peer_id, "app": c.app.id, "channels": sorted(c.subs)}
-            for c in self.server.hub.conns.values()
-            if only is None or c.app.id == only
+            {**conn, "node": node} for node, listed in sorted(per_node.items()) for conn in listed
         ]
         return HttpResponse.json(200, {"connections": conns})
 
     async def channels(self, request: HttpRequest) -> HttpResponse:
         only = request.query.get("app", [None])[0]
+        totals: dict[tuple[str, str], list[int]] = {}
+        for listed in await self._everywhere("channels", {"app": only}):
+            for app_id, name, subscribers, members in listed:
+                total = totals.setdefault((app_id, name), [0, 0])
+                total[0] += subscribers
+                total[1] += members
         channels = [
-            {
-                "app": app.id,
-                "channel": name,
-                "subscribers": len(channel.subs),
-                "members": len(channel.members),
-            }
-            for app in self.server.hub.apps.values()
-            if only is None or app.id == only
-            for name, channel in app.channels.items()
+            {"app": app_id, "channel": name, "subscribers": subs, "members": members}
+            for (app_id, name), (subs, members) in sorted(totals.items())
         ]
         return HttpResponse.json(200, {"channels": channels})
 
     async def disconnect(self, request: HttpRequest) -> HttpResponse:
         peer = request.params["peer"]
-        hub = self.server.hub
-        for app in hub.apps.values():
-            conn = app.peers.get(peer)
-            if conn is not None:
-                hub.close(conn, 4020, "admin disconnect", time.time())
-                return HttpResponse.json(200, {"disconnected": peer})
+        # In a cluster a peer id starts with the id of the node that holds it.
+        owner = None if self.server.broker is None else peer[:NODE_ID_LENGTH]
+        done = await self.server.gather("disconnect", {"peer": peer}, owner)
+        if any(done.values()):
+            return HttpResponse.json(200, {"disconnected": peer})
         raise KeyError(f"no such peer: {peer}")
 
     async def drain(self, request: HttpRequest) -> HttpResponse:
         if not self.server.draining:
             self.server.spawn(self.server.drain())
-        return HttpResponse.json(202, {"draining": True})
+        return HttpResponse.json(202, {"draining": True, "node": self.server.node_id})
+
+    async def nodes(self, request: HttpRequest) -> HttpResponse:
+        per_node = await self.server.gather("node", {})
+        listed = [{"id": node, **info} for node, info in sorted(per_node.items())]
+        return HttpResponse.json(200, {"nodes": listed, "self": self.server.node_id})
+
+    async def drain_node(self, request: HttpRequest) -> HttpResponse:
+        node = request.params["node"]
+        done = await self.server.gather("drain", {}, node)
+        if not done:
+            raise KeyError(f"no such node: {node}")
+        return HttpResponse.json(202, {"draining": True, "node": node})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
@@ -17,16 +18,22 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from ..protocol import decode_client_frame, dumps, to_wire_bytes
-from .admin import AdminApi
+from .admin import AdminApi, ClusterAdmin
 from .auth import Refusal, authenticate
+from .broker.node import NODE_ID_LENGTH
 from .config import ServerConfig
 from .front import FrontConnection
 from .hub import Conn, Hub
+from .keycache import KeyCache
 from .metrics import Metrics
-from .store import Store, random_base62
+from .store import Store, open_store, random_base62
 from .turn import welcome_metadata
 
+if TYPE_CHECKING:
+    from .broker.redis import RedisBroker
+
 log = logging.getLogger("metered_realtime.server")
+PEER_ID_LENGTH = 20
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -82,10 +89,14 @@ class Server:
 
     def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
         self.config = config
-        self.store = store if store is not None else Store(config.db)
+        self.store = store if store is not None else open_store(config.db)
         self._owns_store = store is None
+        self.keys = KeyCache(self.store)
         self.hub = Hub(config, _WsSink(self))
+        self.broker: RedisBroker | None = None
+        self.node_id = random_base62(NODE_ID_LENGTH)
         self.draining = False
+        self.stopped = asyncio.Event()
         self._ws: WsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -99,8 +110,22 @@ class Server:
     # --- lifecycle --------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind and start serving."""
+        """Join the cluster (when Redis is configured), bind and start serving."""
         cfg = self.config
+        if cfg.redis is not None:
+            from .broker.redis import RedisBroker  # the redis extra is needed only here
+
+            self.broker = RedisBroker(
+                self.hub,
+                cfg.redis,
+                self.node_id,
+                prefix=cfg.redis_prefix,
+                on_input=self._reschedule,
+                info={"host": cfg.host, "port": cfg.port, "pid": os.getpid()},
+            )
+            self.broker.node.on_request = ClusterAdmin(self).handle
+            await self.broker.start()
+        self.spawn(self._refresh_keys())
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -113,13 +138,14 @@ class Server:
             ping_timeout=cfg.ws_ping_timeout,
             close_timeout=5,
             max_queue=16,
+            reuse_port=cfg.reuse_port or None,
         )
         sockets = list(self._ws.sockets)
         self.port = sockets[0].getsockname()[1]
         log.info("listening on %s:%d", cfg.host, self.port)
 
     async def stop(self) -> None:
-        """Close every connection (1001) and stop at once."""
+        """Close every connection (1001), leave the cluster and stop at once."""
         if self._ws is not None:
             self._ws.close()
             await self._ws.wait_closed()
@@ -127,13 +153,20 @@ class Server:
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+        if self.broker is not None:
+            await self.broker.stop()
         if self._owns_store:
             self.store.close()
+        self.stopped.set()
 
     async def drain(self) -> None:
         """going_away to everyone, refuse new upgrades, close with 1001 after the grace period."""
         cfg = self.config
         self.draining = True
+        if self._ws is not None and cfg.reuse_port:
+            # Let the other processes on this port take the new connections.
+            for sock in self._ws.sockets:
+                sock.close()
         going_away = to_wire_bytes(
             dumps({"type": "going_away", "retryAfterMs": cfg.going_away_retry_ms})
         )
@@ -187,21 +220,31 @@ class Server:
             await ws.close(4001, "exactly one of key or token is required")
             return
         principal = authenticate(
-            self.store,
+            self.keys,
             key=keys[0] if keys else None,
             token=tokens[0] if tokens else None,
             origin=request.headers.get("Origin"),
             now=now,
             peer_metadata_limit=self.config.peer_metadata_limit,
+            leeway=self.config.jwt_leeway,
         )
         if isinstance(principal, Refusal):
             self.hub.stats.count(self.hub.stats.refusals, principal.code)
             await ws.close(principal.code, principal.reason)
             return
+        limit = self.config.max_connections_per_app
+        if (
+            limit is not None
+            and self.broker is not None
+            and not await self.broker.admit(principal.app_id, limit)
+        ):
+            self.hub.stats.count(self.hub.stats.refusals, 4010)
+            await ws.close(4010, "over concurrent connection limit")
+            return
         app_peers = self.hub.apps.get(principal.app_id)
-        peer_id = random_base62(20)
+        peer_id = self._peer_id()
         while app_peers is not None and peer_id in app_peers.peers:
-            peer_id = random_base62(20)
+            peer_id = self._peer_id()
         conn = self.hub.connect(
             peer_id,
             principal,
@@ -224,6 +267,48 @@ class Server:
         finally:
             hub.disconnect(conn, time.time())
             self._reschedule()
+            if limit is not None and self.broker is not None:
+                await self.broker.release(principal.app_id)
+
+    def _peer_id(self) -> str:
+        # In a cluster a peer id starts with its node's id, so a send finds the node at once.
+        if self.broker is None:
+            return random_base62(PEER_ID_LENGTH)
+        return self.node_id + random_base62(PEER_ID_LENGTH - NODE_ID_LENGTH)
+
+    # --- keys ---------------------------------------------------------------
+
+    async def _refresh_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.store_refresh)
+            try:
+                self.reload_keys()
+            except Exception:
+                log.warning("could not reload keys from the store", exc_info=True)
+
+    def reload_keys(self) -> int:
+        """Re-read apps and keys; close sessions of what was revoked or suspended.
+
+        Returns how many sessions were closed.
+        """
+        cut = self.keys.reload()
+        now = time.time()
+        closed = 0
+        for app_id in cut.apps:
+            closed += self.hub.close_app(app_id, 4012, "account suspended", now)
+        for credential in cut.credentials:
+            closed += self.hub.close_credential(credential, 4001, "credential revoked", now)
+        if closed:
+            self._reschedule()
+        return closed
+
+    async def gather(self, op: str, args: Any, node: str | None = None) -> dict[str, Any]:
+        """Run an admin operation on every node of the cluster (or one): node id -> result."""
+        if self.broker is None:
+            if node is not None and node != self.node_id:
+                return {}
+            return {self.node_id: ClusterAdmin(self).handle(op, args)}
+        return await self.broker.ask(op, args, node)
 
     # --- timers -----------------------------------------------------------
 

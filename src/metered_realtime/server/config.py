@@ -33,6 +33,11 @@ class ServerConfig:
     turn_secret: str | None = field(default=None, repr=False)
     turn_ttl: float = 86400.0
     admin_token: str | None = field(default=None, repr=False)
+    redis: str | None = field(default=None, repr=False)
+    redis_prefix: str = "mr"
+    reuse_port: bool = False
+    store_refresh: float = 1.0
+    jwt_leeway: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:
@@ -45,3 +50,11 @@ class ServerConfig:
             raise ValueError("presence_window must be between 0 and 0.05 s")
         if self.outbound_buffer_limit <= 0:
             raise ValueError("outbound_buffer_limit must be positive")
+        if self.redis is not None and not self.redis.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("redis must be a redis://, rediss:// or unix:// URL")
+        if not 0 < self.store_refresh <= 3600:
+            raise ValueError("store_refresh must be between 0 and 3600 s")
+        if not 0 <= self.jwt_leeway < float("inf"):
+            raise ValueError("jwt_leeway must be a finite number of seconds, at least 0")

@@ -185,6 +185,7 @@ class AppState:
     remote_peers: dict[str, RemoteMember] = field(default_factory=dict)
     quota_used: int = 0
     quota_reset_at: float = 0.0
+    quota_others: int = 0  # what the other nodes of a cluster used this period
 
 
 _QUOTA_MESSAGE = "message quota exhausted"
@@ -242,8 +243,8 @@ class Hub:
         self.stats.connections_total += 1
         app.peers[peer_id] = conn
         self.conns[conn.id] = conn
-        if principal.expires_at is not None:
-            heapq.heappush(self._expiries, (principal.expires_at, conn.id))
+        if principal.closes_at is not None:
+            heapq.heappush(self._expiries, (principal.closes_at, conn.id))
         welcome: dict[str, Any] = {
             "type": "welcome",
             "peerId": peer_id,
@@ -288,6 +289,13 @@ class Hub:
         if app is None:
             return 0
         victims = list(app.peers.values())
+        for conn in victims:
+            self.close(conn, code, reason, now)
+        return len(victims)
+
+    def close_credential(self, credential_id: str, code: int, reason: str, now: float) -> int:
+        """Close every connection opened with one key or signing key. Returns how many."""
+        victims = [c for c in self.conns.values() if c.principal.credential_id == credential_id]
         for conn in victims:
             self.close(conn, code, reason, now)
         return len(victims)
@@ -363,9 +371,11 @@ class Hub:
         if quota is None:
             return False
         if now >= app.quota_reset_at:
-            app.quota_used = 0
-            app.quota_reset_at = now + self.config.quota_period
-        if app.quota_used >= quota:
+            period = self.config.quota_period
+            app.quota_used = app.quota_others = 0
+            # A cluster counts in periods aligned to the clock, so every node counts the same one.
+            app.quota_reset_at = now + period if self.bus is None else (now // period + 1) * period
+        if app.quota_used + app.quota_others >= quota:
             return True
         app.quota_used += 1
         return False
@@ -552,9 +562,9 @@ class Hub:
 
     def _release(self, channel: Channel) -> None:
         """A channel with no local subscriber left: forget it once nothing is pending."""
-        if channel.waiting:
-            return
         app = channel.app
+        if channel.waiting or app.channels.get(channel.name) is not channel:
+            return
         if self.bus is not None:
             # Nobody here listens any more; a later subscribe learns the members afresh.
             for member in list(channel.remote.values()):
@@ -562,8 +572,7 @@ class Hub:
             self.bus.unwatch(app.id, channel.name)
         elif channel.events:
             return
-        if app.channels.get(channel.name) is channel:
-            del app.channels[channel.name]
+        del app.channels[channel.name]
 
     def _add_event(self, channel: Channel, joined: bool, conn: Member, now: float) -> None:
         channel.seq += 1
@@ -642,14 +651,14 @@ class Hub:
         waiting, channel.waiting = channel.waiting, None
         for conn, frame in waiting:
             if conn.alive:
+                held = conn.blocked or []
+                conn.blocked = None
                 self._subscribe(conn, frame, now)
-                self._unblock(conn, now)
+                self._replay(conn, held, now)
         if not channel.subs:
             self._release(channel)
 
-    def _unblock(self, conn: Conn, now: float) -> None:
-        held = conn.blocked or []
-        conn.blocked = None
+    def _replay(self, conn: Conn, held: list[ClientFrame | Malformed], now: float) -> None:
         for index, frame in enumerate(held):
             if not conn.alive:
                 return

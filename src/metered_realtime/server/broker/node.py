@@ -95,6 +95,8 @@ class ClusterNode:
         self.prefix = prefix
         self._emit = emit
         self.live: set[str] = set()
+        # While the transport is down nobody can be asked: subscribes go ahead at once.
+        self.offline = False
         self.stats = BrokerStats()
         self.on_request: RequestHandler = lambda op, args: None
         self.on_reply: ReplyHandler = lambda request_id, node, result: None
@@ -127,6 +129,10 @@ class ClusterNode:
     def start(self) -> list[str]:
         """The streams every node listens to from the start."""
         return [self.all_stream, self.node_stream]
+
+    def hello(self) -> None:
+        """Tell every node this one is here, before its heartbeat is next read."""
+        self.send(self.all_stream, ["h", self.node])
 
     # --- Bus: what the hub says ---------------------------------------------------
 
@@ -201,7 +207,7 @@ class ClusterNode:
         wait.asked = True
         wait.nodes = self.live - {self.node}
         wait.deadline = now + SYNC_TIMEOUT
-        if not wait.nodes:
+        if not wait.nodes or self.offline:
             self._sync_finished(wait.stream, now)
             return
         self.send(self.all_stream, ["q", self.node, app_id, channel, wait.request_id])
@@ -236,6 +242,8 @@ class ClusterNode:
                 self.on_reply(header[1], header[2], json.loads(body))
             elif kind == "l":
                 self.stats.lag = max(0.0, now - float(header[1]))
+            elif kind == "h":
+                self.live.add(header[1])
         except (ValueError, IndexError, TypeError, KeyError):
             log.warning("dropped a malformed cluster payload on %s", name)
 
@@ -320,10 +328,11 @@ class ClusterNode:
         self._now = now
         gone = self.live - nodes - {self.node}
         self.live = set(nodes) | {self.node}
+        if gone:
+            self._fail_directs(lambda owner, deadline: owner in gone)
         for node in gone:
             log.info("node %s is gone; its members leave", node)
             self.hub.node_gone(node, now)
-            self._fail_directs(lambda owner, deadline, gone=node: owner == gone)
             for stream, wait in list(self._syncs.items()):
                 if wait.asked and node in wait.nodes:
                     wait.nodes.discard(node)
@@ -341,7 +350,9 @@ class ClusterNode:
             self._fail_directs(lambda owner, deadline: deadline <= now)
 
     def _fail_directs(self, which: Callable[[str, float], bool]) -> None:
-        doomed = [t for t, (_, _, deadline, owner) in self._directs.items() if which(owner, deadline)]
+        doomed = [
+            t for t, (_, _, deadline, owner) in self._directs.items() if which(owner, deadline)
+        ]
         for token in doomed:
             conn_id, request_id, _, _ = self._directs.pop(token)
             self.stats.dropped_directs += 1
