@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from tests.support.jsclient import JSError, MakeJS
 
+from metered_realtime.server.auth import DEFAULT_LEEWAY
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -129,7 +131,9 @@ async def test_publish_at_the_default_cap_with_non_ascii(server: Any, js: MakeJS
 
 async def test_token_expiry_closes_4002_and_the_sdk_reconnects(server: Any, js: MakeJS) -> None:
     client = await js("expiring")
-    connected = await client.connect(server.url, token=server.mint(ttl=2))
+    # The server closes at exp plus its clock-skew leeway: 2 s from now.
+    token = server.mint(ttl=2, now=time.time() - DEFAULT_LEEWAY)
+    connected = await client.connect(server.url, token=token)
     assert connected is not None
     assert connected["expiresAt"] - time.time() <= 2.5
     await client.request("set_token", token=server.mint(ttl=600))  # what the provider returns next

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -71,6 +74,23 @@ class Wire:
         rcvd = self.ws.protocol.close_rcvd
         return (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
 
+    async def refused(self, timeout: float = TIMEOUT) -> tuple[int | None, str]:
+        """Wait for a close that came before any frame (a refusal); return code and reason.
+
+        Unlike ``closed``, nothing may arrive first: a welcome followed by a close fails.
+        """
+
+        async def first() -> Any:
+            try:
+                return await self.ws.recv()
+            except ConnectionClosed:
+                return None
+
+        frame = await asyncio.wait_for(first(), timeout)
+        assert frame is None, f"expected a close before any frame, got {frame!r}"
+        rcvd = self.ws.protocol.close_rcvd
+        return (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
+
     async def quiet(self, seconds: float = 0.15) -> None:
         """Assert nothing arrives for a while (used only to check that a frame is NOT sent)."""
         try:
@@ -81,3 +101,16 @@ class Wire:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def raw_token(kid: str, secret: str, claims: str, header: str | None = None) -> str:
+    """An HS256 JWT over exactly the claims text given (``NaN``, ``1e400``, ... included)."""
+    if header is None:
+        header = json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid})
+    signing_input = _b64(header.encode()) + "." + _b64(claims.encode())
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64(signature)
