@@ -180,26 +180,48 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_grants(args: argparse.Namespace) -> tuple[list[str], set[str]] | str:
+    """The channel patterns and permissions ``keys create`` grants, or why they are refused.
+
+    An explicitly empty list is an error, never the default: ``--channels ""`` must not
+    grant every channel, nor ``--permissions ""`` the default set.
+    """
+    from .server.store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS
+
+    channels = _csv(args.channels)
+    if not channels:
+        return "--channels needs at least one pattern ('*' grants every channel)"
+    listed = _csv(args.permissions)
+    if listed is not None and not listed:
+        choices = ", ".join(sorted(ALL_PERMISSIONS))
+        return f"--permissions needs at least one of {choices} (omit it for the defaults)"
+    perms = set(DEFAULT_KEY_PERMISSIONS if listed is None else listed) | set(args.allow)
+    unknown = perms - ALL_PERMISSIONS
+    if unknown:
+        return f"unknown permissions: {', '.join(sorted(unknown))}"
+    return channels, perms
+
+
 def _keys(args: argparse.Namespace) -> int:
-    from .server.store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS, Store
+    from .server.store import Store
 
     store = Store(args.db)
     try:
         if args.keys_cmd == "create":
+            grants = None if args.secret else _key_grants(args)
+            if isinstance(grants, str):
+                print(f"error: {grants}", file=sys.stderr)
+                return 2
             app = _resolve_app(store, args.app)
-            if args.secret:
+            if grants is None:
                 sk = store.create_secret_key(app.id)
                 print(json.dumps({"app": app.id, "key_id": sk.id, "secret": sk.secret}))
                 return 0
-            perms = set(_csv(args.permissions) or DEFAULT_KEY_PERMISSIONS) | set(args.allow)
-            unknown = perms - ALL_PERMISSIONS
-            if unknown:
-                print(f"unknown permissions: {', '.join(sorted(unknown))}", file=sys.stderr)
-                return 2
+            channels, perms = grants
             pk = store.create_publishable_key(
                 app.id,
                 permissions=perms,
-                channel_patterns=_csv(args.channels) or ["*"],
+                channel_patterns=channels,
                 allowed_origins=_csv(args.origins) or [],
                 label=args.label,
             )

@@ -142,6 +142,30 @@ async def test_keys_create_list_revoke_and_token(tmp_path):
     assert code == 2 and "ttl" in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--channels", ""], "--channels"),
+        (["--channels", " , "], "--channels"),
+        (["--permissions", ""], "--permissions"),
+        (["--permissions", ","], "--permissions"),
+        (["--permissions", "", "--allow", "send"], "--permissions"),
+    ],
+)
+async def test_keys_create_refuses_empty_grants(tmp_path, flags, complaint):
+    # An empty list must not fall back to a default (every channel, the default permissions).
+    db = str(tmp_path / "keys.db")
+    code, out, err = await run("keys", "create", "--app", "shop", *flags, "--db", db)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and complaint in err
+    code, listing, _ = await run("keys", "list", "--db", db)
+    assert code == 0 and " pk " not in listing  # nothing was created
+    code, out, _ = await run("keys", "create", "--app", "shop", "--channels", "a, b", "--db", db)
+    assert code == 0
+    code, listing, _ = await run("keys", "list", "--db", db)
+    assert "channels=a,b" in listing
+
+
 def test_settings_precedence(tmp_path):
     toml = tmp_path / "server.toml"
     toml.write_text('[server]\nport = 9001\nmax_message_size = 1000\nice_urls = ["stun:a:1"]\n')
