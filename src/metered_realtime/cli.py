@@ -19,15 +19,34 @@ DEV_LABEL = "dev"
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line; the exception (``exc``) and stack included, all scrubbed."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": round(record.created, 3),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
+        from ._scrub import scrub
+
+        entry: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": scrub(record.getMessage()),
+        }
+        exc = record.exc_text
+        if record.exc_info and record.exc_info[0] is not None and not exc:
+            exc = self.formatException(record.exc_info)
+        if exc:
+            entry["exc"] = scrub(exc)
+        if record.stack_info:
+            entry["stack"] = scrub(self.formatStack(record.stack_info))
+        return json.dumps(entry)
+
+
+class _TextFormatter(logging.Formatter):
+    """The human-readable line for a terminal, scrubbed like the JSON one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ._scrub import scrub
+
+        return scrub(super().format(record))
 
 
 def _setup_logging(level: str) -> None:
@@ -35,7 +54,7 @@ def _setup_logging(level: str) -> None:
     if not sys.stderr.isatty():
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -47,13 +66,23 @@ def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", default=None, help="address to bind (default localhost)")
     p.add_argument("--port", type=int, default=None, help="port (default 8080; 0 = any free)")
-    p.add_argument("--db", default=None, help="SQLite store path")
+    p.add_argument("--db", default=None, help="SQLite store path or postgresql:// URL")
     p.add_argument("--config", default=None, help="TOML settings file")
     p.add_argument("--dev", action="store_true", help="create a dev app and key, print them")
     p.add_argument("--max-message-size", type=int, default=None, dest="max_message_size")
     p.add_argument("--max-connections-per-app", type=int, default=None)
     p.add_argument("--ice-urls", default=None, help="comma-separated stun:/turn: URLs")
     p.add_argument("--admin-token", default=None, help="enables the admin API under /admin/")
+    p.add_argument(
+        "--redis", default=None, help="redis://HOST:PORT/DB: join a cluster of servers over Redis"
+    )
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="N processes sharing the port (needs --redis); 'auto' = one per core",
+    )
+    p.add_argument("--reuse-port", action="store_true", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info")
 
 
@@ -133,10 +162,8 @@ def _dev_key(store: Any) -> Any:
     return store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS, label=DEV_LABEL)
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from .server.app import Server
-    from .server.settings import ENV_PREFIX, load_config
-    from .server.store import Store, random_base62
+def _serve_flags(args: argparse.Namespace) -> dict[str, Any]:
+    from .server.settings import ENV_PREFIX
 
     flags = {
         "host": args.host,
@@ -146,13 +173,99 @@ async def _serve(args: argparse.Namespace) -> int:
         "max_connections_per_app": args.max_connections_per_app,
         "ice_urls": args.ice_urls,
         "admin_token": args.admin_token,
+        "redis": args.redis,
+        "reuse_port": args.reuse_port,
     }
     if args.host is None and ENV_PREFIX + "HOST" not in os.environ:
         flags["host"] = "localhost"
-    config = load_config(flags, toml_path=args.config)
+    return flags
+
+
+def _worker_count(value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise SystemExit("--workers must be a number or 'auto'") from None
+    if count < 1:
+        raise SystemExit("--workers must be at least 1")
+    return count
+
+
+def _serve_workers(args: argparse.Namespace, argv: Sequence[str], workers: int) -> int:
+    """Run ``workers`` server processes on one port (SO_REUSEPORT); forward signals; wait."""
+    import socket
+    import subprocess
+
+    from .server.settings import load_config
+    from .server.store import open_store, random_base62
+
+    config = load_config(_serve_flags(args), toml_path=args.config)
+    if config.redis is None:
+        print("--workers needs --redis: the processes form a cluster", file=sys.stderr)
+        return 2
+    port = config.port
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((config.host, 0))
+            port = probe.getsockname()[1]
+    env = dict(os.environ)
+    if args.dev:
+        store = open_store(config.db)
+        key = _dev_key(store)
+        store.close()
+        token = config.admin_token or random_base62(32)
+        env["METERED_REALTIME_ADMIN_TOKEN"] = token
+        _print_dev(config.host, port, key, token)
+    else:
+        print(f"url: ws://{_shown(config.host)}:{port}/v1", flush=True)
+    passed = [a for a in argv if a != "--dev"]
+    command = [sys.executable, "-m", "metered_realtime.cli", *passed]
+    command += ["--workers", "1", "--reuse-port", "--port", str(port), "--quiet"]
+    children = [subprocess.Popen(command, env=env) for _ in range(workers)]
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def _shown(host: str) -> str:
+    return "localhost" if host in ("localhost", "127.0.0.1", "::1") else host
+
+
+def _print_dev(host: str, port: int, key: Any, admin_token: str) -> None:
+    shown = _shown(host)
+    print(f"url: ws://{shown}:{port}/v1", flush=True)
+    print(f"app: {key.app_id}", flush=True)
+    print(f"key: {key.key}", flush=True)
+    print(f"admin-token: {admin_token}", flush=True)
+    print(f"connect: ws://{shown}:{port}/v1?key={key.key}", flush=True)
+
+
+async def _exit_with_parent(stop: asyncio.Event) -> None:
+    """A worker drains when the ``--workers`` parent is gone (even killed with SIGKILL)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .server.app import Server
+    from .server.settings import load_config
+    from .server.store import open_store, random_base62
+
+    config = load_config(_serve_flags(args), toml_path=args.config)
     if args.dev and not config.admin_token:
         config = dataclasses.replace(config, admin_token=random_base62(32))
-    store = Store(config.db)
+    store = open_store(config.db)
     server = Server(config, store)
     await server.start()
     # Thousands of long-lived connection objects make every full collection a pause of
@@ -161,21 +274,26 @@ async def _serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    shown_host = "localhost" if config.host in ("localhost", "127.0.0.1", "::1") else config.host
-    print(f"url: ws://{shown_host}:{server.port}/v1", flush=True)
     if args.dev:
-        key = _dev_key(store)
-        print(f"app: {key.app_id}", flush=True)
-        print(f"key: {key.key}", flush=True)
-        print(f"admin-token: {config.admin_token}", flush=True)
-        print(f"connect: ws://{shown_host}:{server.port}/v1?key={key.key}", flush=True)
+        assert config.admin_token is not None
+        _print_dev(config.host, server.port, _dev_key(store), config.admin_token)
+    elif not args.quiet:
+        print(f"url: ws://{_shown(config.host)}:{server.port}/v1", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    logging.getLogger("metered_realtime.server").info("draining")
-    await server.drain()
+    if args.reuse_port:
+        server.spawn(_exit_with_parent(stop))
+    signalled = asyncio.ensure_future(stop.wait())
+    # A drain asked for through the admin API ends the process too, once it is done.
+    stopped = asyncio.ensure_future(server.stopped.wait())
+    await asyncio.wait([signalled, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if not server.stopped.is_set():
+        logging.getLogger("metered_realtime.server").info("draining")
+        await server.drain()
+    signalled.cancel()
+    stopped.cancel()
     store.close()
     return 0
 
@@ -203,9 +321,9 @@ def _key_grants(args: argparse.Namespace) -> tuple[list[str], set[str]] | str:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from .server.store import Store
+    from .server.store import open_store
 
-    store = Store(args.db)
+    store = open_store(args.db)
     try:
         if args.keys_cmd == "create":
             grants = None if args.secret else _key_grants(args)
@@ -272,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``metered-realtime`` command."""
     args = build_parser().parse_args(argv)
     if args.cmd == "serve":
+        workers = _worker_count(args.workers)
+        if workers > 1:
+            return _serve_workers(args, sys.argv[1:] if argv is None else argv, workers)
         _setup_logging(args.log_level)
         try:
             import uvloop

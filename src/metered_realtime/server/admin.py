@@ -11,6 +11,7 @@ reload them at once.
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,12 @@ class ClusterAdmin:
                 self.server.spawn(self.server.drain())
             return True
         if op == "node":
-            return {"connections": len(hub.conns), "draining": self.server.draining}
+            return {
+                "connections": len(hub.conns),
+                "draining": self.server.draining,
+                "pid": os.getpid(),
+                "port": self.server.port,
+            }
         raise ValueError(f"unknown admin operation {op!r}")
 
 

@@ -25,6 +25,7 @@ from .config import ServerConfig
 from .front import FrontConnection
 from .hub import Conn, Hub
 from .keycache import KeyCache
+from .logs import websockets_logger
 from .metrics import Metrics
 from .store import Store, open_store, random_base62
 from .turn import welcome_metadata
@@ -132,6 +133,7 @@ class Server:
             cfg.port,
             process_request=self._process_request,
             create_connection=self._connection_class,
+            logger=websockets_logger(),
             max_size=cfg.max_message_size + cfg.envelope_room,
             compression=None,
             ping_interval=cfg.ws_ping_interval,
@@ -165,8 +167,7 @@ class Server:
         self.draining = True
         if self._ws is not None and cfg.reuse_port:
             # Let the other processes on this port take the new connections.
-            for sock in self._ws.sockets:
-                sock.close()
+            self._ws.server.close()
         going_away = to_wire_bytes(
             dumps({"type": "going_away", "retryAfterMs": cfg.going_away_retry_ms})
         )

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .app import Server
+    from .broker.redis import RedisBroker
 
 PREFIX = "metered_realtime_"
 
@@ -62,6 +63,43 @@ class _HubCollector(Collector):
         for code, n in sorted(stats.refusals.items()):
             refusals.add_metric([str(code)], n)
         yield refusals
+        broker = self._server.broker
+        if broker is not None:
+            yield from _broker_metrics(broker)
+
+
+def _broker_metrics(broker: RedisBroker) -> Iterator[Metric]:
+    stats = broker.node.stats
+    yield GaugeMetricFamily(
+        PREFIX + "broker_connected", "1 while Redis is reachable", int(broker.connected)
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "broker_nodes", "Nodes of the cluster this node sees alive", len(broker.node.live)
+    )
+    yield CounterMetricFamily(
+        PREFIX + "broker_published", "Payloads published to the cluster", stats.published
+    )
+    yield CounterMetricFamily(
+        PREFIX + "broker_received", "Payloads received from the cluster", stats.received
+    )
+    yield CounterMetricFamily(
+        PREFIX + "broker_lost",
+        "Payloads not published because Redis was unreachable or the queue was full",
+        stats.lost,
+    )
+    yield CounterMetricFamily(
+        PREFIX + "broker_reconnects", "Reconnections to Redis after a loss", stats.reconnects
+    )
+    yield CounterMetricFamily(
+        PREFIX + "broker_directs_failed",
+        "Sends to another node's peer that timed out or found the node gone",
+        stats.dropped_directs,
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "broker_lag_seconds",
+        "Time a payload this node published took to come back to it through Redis",
+        stats.lag,
+    )
 
 
 class Metrics:
