@@ -73,7 +73,7 @@ def cluster_factory(tmp_path: Path, redis_url: str, size: int = 2) -> ServerFact
 
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[RunningServer]:
-        db = str(tmp_path / f"cluster-{next(counter)}.db")
+        db = overrides.pop("db", None) or str(tmp_path / f"cluster-{next(counter)}.db")
         prefix = f"t{os.getpid()}-{next(_clusters)}"
         settings = {"host": "127.0.0.1", "port": 0, "db": db, "redis": redis_url}
         config = ServerConfig(**{**settings, "redis_prefix": prefix, **overrides})
