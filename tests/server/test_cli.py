@@ -75,6 +75,11 @@ async def test_serve_dev_prints_a_working_key_and_drains_on_sigterm(tmp_path):
         # The dev key has every permission, send included.
         reply = await a.request({"type": "send", "to": b.peer_id, "data": 1, "requestId": "d"})
         assert reply == {"type": "ack", "requestId": "d"}
+        # A load balancer's TCP health check (connect, close) is no error.
+        _, probe = await asyncio.open_connection("127.0.0.1", int(port))
+        probe.close()
+        await probe.wait_closed()
+        await asyncio.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         assert await a.recv() == {"type": "going_away", "retryAfterMs": 1000}
         assert (await a.closed(timeout=15))[0] == 1001
@@ -82,6 +87,8 @@ async def test_serve_dev_prints_a_working_key_and_drains_on_sigterm(tmp_path):
         assert proc.stderr is not None
         logs = (await proc.stderr.read()).decode()
         assert "draining" in logs and info["key"] not in logs
+        lines = [json.loads(line) for line in logs.splitlines()]  # stderr is no terminal: JSON
+        assert [line for line in lines if line["level"] in ("warning", "error")] == []
     finally:
         await stop(proc)
     # Run again on the same store: the same dev key is reused.

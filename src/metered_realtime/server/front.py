@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import InvalidHandshake
 
 MAX_REQUEST_LINE = 16 * 1024
 MAX_BODY = 1024 * 1024
@@ -213,7 +214,13 @@ class FrontConnection(ServerConnection):
             [self._routed, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED
         )
         if self._exchange is None:
-            await super().handshake(*args, **kwargs)
+            try:
+                await super().handshake(*args, **kwargs)
+            except InvalidHandshake as exc:
+                # The client's fault: a TCP probe (a load balancer's health check) that
+                # closes without a request, garbage, or a plain GET /v1 without Upgrade
+                # (answered 426). Not worth websockets' ERROR with a traceback.
+                self.logger.debug("opening handshake failed: %s", exc, exc_info=True)
             return
         await self._exchange.done
         # Let the response flush before websockets aborts the socket it never upgraded.
