@@ -366,15 +366,19 @@ class Hub:
             return "channel_not_authorized", "channel outside the credential's scope"
         return None
 
-    def _over_quota(self, app: AppState, now: float) -> bool:
-        quota = self.config.app_message_quota
-        if quota is None:
-            return False
+    def roll_quota(self, app: AppState, now: float) -> None:
+        """Start a new quota period for ``app`` when the current one is over."""
         if now >= app.quota_reset_at:
             period = self.config.quota_period
             app.quota_used = app.quota_others = 0
             # A cluster counts in periods aligned to the clock, so every node counts the same one.
             app.quota_reset_at = now + period if self.bus is None else (now // period + 1) * period
+
+    def _over_quota(self, app: AppState, now: float) -> bool:
+        quota = self.config.app_message_quota
+        if quota is None:
+            return False
+        self.roll_quota(app, now)
         if app.quota_used + app.quota_others >= quota:
             return True
         app.quota_used += 1

@@ -361,9 +361,11 @@ class RedisBroker:
         if config.app_message_quota is None or self._client is None:
             return
         now = time.time()
-        apps = [app for app in self.hub.apps.values() if app.quota_reset_at > now]
+        apps = list(self.hub.apps.values())
         if not apps:
             return
+        for app in apps:
+            self.hub.roll_quota(app, now)
         pipe = self._client.pipeline(transaction=False)
         for app in apps:
             window = app.quota_reset_at
