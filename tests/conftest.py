@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.ci_skips import register as register_ci_skips
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 from metered_realtime.server.app import Server
@@ -62,23 +63,9 @@ class RunningServer:
             node.reload_keys()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """In CI nothing may skip: a skipped test (a missing tool or package) fails the run."""
-    outcome = yield
-    report = outcome.get_result()
-    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        report.longrepr = f"skipped in CI, which must have everything installed: {report.longrepr}"
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Any:
-    """The same for a module that skips itself at import (``importorskip``)."""
-    outcome = yield
-    report = outcome.get_result()
-    if os.environ.get("CI") and report.skipped:
-        report.outcome = "failed"
+def pytest_configure(config: pytest.Config) -> None:
+    # In CI nothing may skip (a missing tool or package): see tests/support/ci_skips.py.
+    register_ci_skips(config)
 
 
 ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[RunningServer]]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("aiortc")
+
 from typing import Any
 
-import pytest
 from tests.peer.helpers import Expect, remote_of
 from tests.support.waiting import until
 

@@ -8,10 +8,13 @@ m-section, and it can send descriptions without candidates and trickle them afte
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("aiortc")
+
 import asyncio
 from typing import Any
 
-import pytest
 from aiortc import AudioStreamTrack
 from tests.peer.helpers import Expect, wait_state
 from tests.peer.rawpeer import RawPeer, split_candidates

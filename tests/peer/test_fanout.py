@@ -8,13 +8,16 @@ good. The SDK converts video frames once, on the event loop, before they fan out
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("aiortc")
+
 import asyncio
 import fractions
 from typing import Any
 
 import av
 import numpy as np
-import pytest
 from aiortc import VideoStreamTrack
 from tests.peer.helpers import Expect, join_all, remote_of
 from tests.support.waiting import until

@@ -5,9 +5,12 @@ Real server, real aiortc on loopback.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("aiortc")
+
 from typing import Any
 
-import pytest
 from aiortc import AudioStreamTrack
 from tests.peer.helpers import Expect, remote_of, wait_state
 from tests.support.waiting import until

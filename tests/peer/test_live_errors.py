@@ -7,10 +7,13 @@ MeteredPeer's private seams; the code paths are the production ones.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("aiortc")
+
 import json
 from typing import Any
 
-import pytest
 from aiortc import AudioStreamTrack
 from tests.peer.helpers import Expect, remote_of, wait_state
 from tests.support.faultproxy import FaultProxy

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("aiortc")
+
 import asyncio
 import fractions
 from typing import Any

@@ -42,7 +42,7 @@ async def test_probes_and_metrics(server):
     wire = await Wire.open(here + server.api_key)
     await wire.subscribe("room")
     await wire.request({"type": "publish", "channel": "room", "data": 1, "requestId": "p"})
-    await Wire.open(here + "pk_live_wrong", welcome=False)
+    assert (await (await Wire.open(here + "pk_live_wrong", welcome=False)).refused())[0] == 4001
     status, text, ctype = await call(port, "GET", "/metrics", token=None)
     assert status == 200 and ctype.startswith("text/plain")
     lines = dict(
@@ -114,7 +114,7 @@ async def test_admin_manages_apps_and_keys(server_factory):
         await wire.close()
         assert (await call(port, "DELETE", f"/admin/keys/{key['key']}"))[0] == 200
         refused = await Wire.open(srv.key_url(key["key"]), welcome=False)
-        assert (await refused.closed())[0] == 4001
+        assert (await refused.refused())[0] == 4001
         assert (await call(port, "DELETE", "/admin/keys/pk_live_none"))[0] == 404
         bad = await call(port, "POST", f"/admin/apps/{app['id']}/keys", {"permissions": ["fly"]})
         assert bad[0] == 400
@@ -140,7 +140,7 @@ async def test_admin_live_state_disconnect_suspend_and_drain(server_factory):
         assert status == 200 and body["closed"] == 1
         assert (await a.closed())[0] == 4012
         refused = await Wire.open(srv.key_url(), welcome=False)
-        assert (await refused.closed())[0] == 4012
+        assert (await refused.refused())[0] == 4012
         assert (await call(port, "POST", f"/admin/apps/{srv.app_id}/resume"))[0] == 200
         c = await Wire.open(srv.key_url())
         _, conns, _ = await call(port, "GET", "/admin/connections")

@@ -8,6 +8,8 @@ import time
 import jwt
 import pytest
 from tests.server.wire import Wire, raw_token
+from websockets.asyncio.server import serve
+from websockets.exceptions import InvalidStatus
 
 
 async def closed_before_welcome(url: str, **kwargs: object) -> tuple[int | None, str]:
@@ -361,6 +363,10 @@ async def test_drain_sends_going_away_then_1001(server_factory):
         writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await reader.readline()).startswith(b"HTTP/1.1 503")
         writer.close()
+        # ... and so is a WebSocket upgrade to this node: HTTP 503, no welcome.
+        with pytest.raises(InvalidStatus) as refused:
+            await Wire.open(f"ws://127.0.0.1:{srv.server.port}/v1?key={srv.api_key}")
+        assert refused.value.response.status_code == 503
         code, _ = await wire.closed()
         assert code == 1001
         await asyncio.wait_for(drain, 10)
@@ -377,3 +383,17 @@ async def test_http_routes(server):
     assert (await get("/healthz")).startswith(b"HTTP/1.1 200")
     assert (await get("/readyz")).startswith(b"HTTP/1.1 200")
     assert (await get("/nothing")).startswith(b"HTTP/1.1 404")
+
+
+async def test_refusal_check_fails_on_a_welcome_then_close():
+    # What closed_before_welcome guards against: a server that welcomes, then closes 4001.
+    async def welcome_then_close(ws):
+        await ws.send('{"type":"welcome","peerId":"p","expiresAt":null}')
+        await ws.close(4001, "invalid key")
+
+    async with serve(welcome_then_close, "127.0.0.1", 0) as fake:
+        port = next(iter(fake.sockets)).getsockname()[1]
+        with pytest.raises(AssertionError, match="close before any frame"):
+            await closed_before_welcome(f"ws://127.0.0.1:{port}/v1?key=k")
+        wire = await Wire.open(f"ws://127.0.0.1:{port}/v1?key=k", welcome=False)
+        assert (await wire.closed())[0] == 4001  # the lenient check would have passed
