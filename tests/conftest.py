@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.support.ci_skips import register as register_ci_skips
 from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.redis import RedisServer, RedisUnavailable
 
 from metered_realtime.server.app import Server
 from metered_realtime.server.config import ServerConfig
@@ -129,3 +130,18 @@ def postgres_store_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.create_database()
     yield url
     postgres_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole session (each cluster uses its own key prefix)."""
+    try:
+        server = RedisServer.start_new()
+    except RedisUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have redis-server: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from tests.cluster.conftest import ADMIN_TOKEN
-from tests.server.conftest import cluster_factory
 from tests.server.test_admin import call
 from tests.server.wire import Wire
+from tests.support.cluster import cluster_factory
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.timeout(60)

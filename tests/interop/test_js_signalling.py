@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.support.cluster import cluster_factory
 from tests.support.jsclient import JSClient, JSError, MakeJS
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=["one-node", "redis-cluster"])
+async def server(
+    request: pytest.FixtureRequest, server_factory: Any, tmp_path: Any
+) -> AsyncIterator[Any]:
+    """One server, or a two-node cluster whose nodes the clients alternate between."""
+    if request.param == "one-node":
+        factory = server_factory
+    else:
+        factory = cluster_factory(tmp_path, request.getfixturevalue("redis_server").url)
+    async with factory() as srv:
+        yield srv
+
 
 PEER_ID = re.compile(r"[A-Za-z0-9]{20}")
 CHANNEL = "room-42"

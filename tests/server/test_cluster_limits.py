@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.server.conftest import cluster_factory
 from tests.server.wire import Wire
+from tests.support.cluster import cluster_factory
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.timeout(30)
