@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..protocol.limits import CLIENT_INBOUND_FRAME_CAP
+
+PRESENCE_ENVELOPE_ROOM = 4096
+"""Bytes kept for a presence frame's envelope: ``type``, the channel name as JSON (at most
+3,074 bytes: 256 characters, each at most 12 bytes when escaped) and the brackets."""
+
+MAX_PRESENCE_BUDGET = CLIENT_INBOUND_FRAME_CAP - PRESENCE_ENVELOPE_ROOM
+"""1,044,480: the largest ``presence_budget`` that keeps every presence frame within the
+SDKs' 1 MiB inbound cap."""
+
+PRESENCE_ENTRY_ROOM = 256
+"""Bytes of a presence entry beyond its metadata: ``{"peerId":"…","metadata":…}``."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -24,6 +37,9 @@ class ServerConfig:
     peer_metadata_limit: int = 4096
     presence_window: float = 0.02
     presence_flush_events: int = 512
+    # Bytes of a channel's presence entries (each entry's compact JSON plus one separator)
+    # that a snapshot or one delta frame may carry; see docs/self-hosting.md.
+    presence_budget: int = MAX_PRESENCE_BUDGET
     ws_ping_interval: float | None = 30.0
     ws_ping_timeout: float | None = 30.0
     drain_grace: float = 2.0
@@ -48,6 +64,13 @@ class ServerConfig:
             raise ValueError("rate_per_second must be positive and rate_burst at least 1")
         if not 0 <= self.presence_window <= 0.05:
             raise ValueError("presence_window must be between 0 and 0.05 s")
+        if not self.peer_metadata_limit + PRESENCE_ENTRY_ROOM <= self.presence_budget:
+            raise ValueError("presence_budget must hold one member with the largest peer metadata")
+        if self.presence_budget > MAX_PRESENCE_BUDGET:
+            raise ValueError(
+                f"presence_budget must be at most {MAX_PRESENCE_BUDGET} bytes (1 MiB less "
+                f"{PRESENCE_ENVELOPE_ROOM} for the frame envelope), the SDKs' inbound frame cap"
+            )
         if self.outbound_buffer_limit <= 0:
             raise ValueError("outbound_buffer_limit must be positive")
         if self.redis is not None and not self.redis.startswith(

@@ -7,6 +7,11 @@ In a cluster the hub also talks to a ``Bus``: what local connections do is told 
 other nodes, and what the other nodes tell arrives through the ``remote_*`` methods.
 Members on other nodes are ``RemoteMember`` entries, so a snapshot lists the whole
 channel. With no bus (one node) none of that code runs.
+
+Presence frames stay within the SDKs' 1 MiB inbound cap (docs/self-hosting.md): a channel's
+entries may add up to at most ``presence_budget`` bytes (a presence subscribe that would pass
+it is refused), and a delta, or in a cluster race a snapshot, that would carry more is split
+over several frames (see ``_presence_frames``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..protocol import (
     is_reserved_channel,
     to_wire_bytes,
 )
+from ..protocol.limits import CLIENT_INBOUND_FRAME_CAP
 from .auth import Principal, Refusal
 from .config import ServerConfig
 
@@ -79,11 +85,12 @@ class Bus(Protocol):
 class RemoteMember:
     """A presence member that lives on another node."""
 
-    __slots__ = ("channels", "entry", "peer_id", "pending")
+    __slots__ = ("channels", "entry", "peer_id", "pending", "wire")
 
     def __init__(self, peer_id: str, entry: str) -> None:
         self.peer_id = peer_id
         self.entry = entry
+        self.wire = to_wire_bytes(entry)
         self.channels: set[Channel] = set()
         self.pending: set[Channel] = set()
 
@@ -110,6 +117,7 @@ class Conn:
         "sender_meta_subs",
         "subs",
         "tokens",
+        "wire",
     )
 
     def __init__(
@@ -141,6 +149,8 @@ class Conn:
         if meta is not None:
             entry += ',"metadata":' + dumps(meta)
         self.entry = entry + "}"
+        # The entry as it goes on the wire, so presence frames are joined and measured as bytes.
+        self.wire = to_wire_bytes(self.entry)
 
     @property
     def presence(self) -> bool:
@@ -159,7 +169,8 @@ class Channel:
     """One channel of one app: subscribers, announced members and pending deltas.
 
     ``members`` maps each local member to the channel sequence its snapshot showed;
-    ``remote`` holds the members of other nodes; ``blob`` caches the snapshot's entries.
+    ``remote`` holds the members of other nodes; ``blob`` caches the snapshot's entries;
+    ``entry_bytes`` is what the presence budget counts: each member's wire entry plus one.
     """
 
     app: AppState
@@ -170,9 +181,14 @@ class Channel:
     events: list[tuple[int, bool, Member]] = field(default_factory=list)
     seq: int = 0
     due: float | None = None
-    blob: str | None = ""
+    blob: bytes | None = b""
     remote: dict[str, RemoteMember] = field(default_factory=dict)
     waiting: list[tuple[Conn, SubscribeFrame]] | None = None
+    entry_bytes: int = 0
+    name_wire: bytes = field(init=False, default=b"")
+
+    def __post_init__(self) -> None:
+        self.name_wire = to_wire_bytes(self.name_json)
 
 
 @dataclass(eq=False, slots=True)
@@ -189,6 +205,13 @@ class AppState:
 
 
 _QUOTA_MESSAGE = "message quota exhausted"
+
+# A presence frame, assembled from bytes: head, channel, joined, mid, left, end.
+_P_HEAD = b'{"type":"presence","channel":'
+_P_JOINED = b',"joined":['
+_P_MID = b'],"left":['
+_P_END = b"]}"
+_P_ENVELOPE = len(_P_HEAD) + len(_P_JOINED) + len(_P_MID) + len(_P_END)
 
 
 @dataclass(slots=True)
@@ -505,6 +528,17 @@ class Hub:
             channel.waiting.append((conn, frame))
             conn.blocked = []
             return
+        if (
+            conn.presence
+            and not already
+            and channel.entry_bytes + len(conn.wire) + 1 > self.config.presence_budget
+        ):
+            # Admitting this member would make the channel's snapshot too big for the SDKs.
+            # Only this subscribe is refused: the connection and its other channels go on.
+            self._error(conn, "channel_limit_exceeded", frame.request_id, "presence channel full")
+            if not channel.subs and self.bus is None:
+                self._release(channel)  # a channel made for this subscribe alone
+            return
         flag = frame.include_sender_metadata
         if already:
             conn.sender_meta_subs += int(flag) - int(conn.subs[name])
@@ -512,43 +546,99 @@ class Hub:
             conn.sender_meta_subs += int(flag)
         conn.subs[name] = flag
         channel.subs[conn] = flag
-        snapshot: str | None = None
+        snapshot: list[bytes] | None = None
         if conn.presence:
             if already:
-                snapshot = ",".join(
-                    [c.entry for c in channel.members if c is not conn]
-                    + [m.entry for m in channel.remote.values()]
+                snapshot = self._presence_frames(
+                    channel,
+                    [c.wire for c in channel.members if c is not conn]
+                    + [m.wire for m in channel.remote.values()],
+                    [],
                 )
             else:
                 if any(c is conn and not j for _, j, c in channel.events):
                     # A leave then a join in one window would cancel out; keep both visible.
                     self._flush(channel, now)
-                snapshot = self._members_blob(channel)
+                snapshot = self._snapshot(channel)
                 self._add_event(channel, True, conn, now)
                 conn.pending.add(channel)
-                channel.blob = (channel.blob + "," + conn.entry) if channel.blob else conn.entry
+                channel.blob = (channel.blob + b"," + conn.wire) if channel.blob else conn.wire
+                channel.entry_bytes += len(conn.wire) + 1
                 if self.bus is not None:
                     self.bus.presence(app.id, name, True, conn.peer_id, conn.entry)
             channel.members[conn] = channel.seq
         self._ack(conn, frame.request_id)
         if snapshot is not None:
-            self.sink.send(
-                conn,
-                to_wire_bytes(
-                    '{"type":"presence","channel":'
-                    + channel.name_json
-                    + ',"joined":['
-                    + snapshot
-                    + '],"left":[]}'
-                ),
-            )
+            # The first frame is the snapshot; more follow, as joined-only deltas, only when
+            # cluster nodes admitted members concurrently past the budget.
+            for payload in snapshot:
+                self.sink.send(conn, payload)
 
-    def _members_blob(self, channel: Channel) -> str:
+    def _members_blob(self, channel: Channel) -> bytes:
         if channel.blob is None:
-            entries = [c.entry for c in channel.members]
-            entries.extend(m.entry for m in channel.remote.values())
-            channel.blob = ",".join(entries)
+            entries = [c.wire for c in channel.members]
+            entries.extend(m.wire for m in channel.remote.values())
+            channel.blob = b",".join(entries)
         return channel.blob
+
+    def _snapshot(self, channel: Channel) -> list[bytes]:
+        """Every member of the channel, for a subscriber not yet among them."""
+        blob = self._members_blob(channel)
+        if len(blob) <= self._presence_room(channel):
+            return [self._presence_frame(channel, blob, b"")]
+        entries = [c.wire for c in channel.members]
+        entries.extend(m.wire for m in channel.remote.values())
+        return self._presence_frames(channel, entries, [])
+
+    def _presence_room(self, channel: Channel) -> int:
+        """Bytes of entries, separators included, that one presence frame may carry.
+
+        Frames are measured as UTF-8 bytes. The JavaScript SDK compares the decoded string's
+        length in UTF-16 code units instead, and that is never larger: a code point takes
+        1 to 3 UTF-8 bytes and 1 UTF-16 unit below U+10000, 4 bytes and 2 units above (and
+        the escapes ``to_wire_bytes`` may write are ASCII, one byte and one unit each). So a
+        frame of at most 1 MiB bytes is at most 1 MiB units too.
+        """
+        envelope = _P_ENVELOPE + len(channel.name_wire)
+        return min(self.config.presence_budget, CLIENT_INBOUND_FRAME_CAP - envelope)
+
+    @staticmethod
+    def _presence_frame(channel: Channel, joined: bytes, left: bytes) -> bytes:
+        return _P_HEAD + channel.name_wire + _P_JOINED + joined + _P_MID + left + _P_END
+
+    def _presence_frames(
+        self, channel: Channel, joined: list[bytes], left: list[bytes]
+    ) -> list[bytes]:
+        """``joined`` and ``left`` in as few frames as fit the room (at least one frame).
+
+        A frame holds net changes (each peer at most once), so the SDKs may apply its parts
+        in any order: splitting them over consecutive frames changes nothing they see.
+        """
+        room = self._presence_room(channel)
+        if sum(map(len, joined)) + sum(map(len, left)) + len(joined) + len(left) <= room:
+            return [self._presence_frame(channel, b",".join(joined), b",".join(left))]
+        frames: list[bytes] = []
+        parts: tuple[list[bytes], list[bytes]] = ([], [])
+        used = 0
+        for side, entries in enumerate((joined, left)):
+            for entry in entries:
+                cost = len(entry) + 1
+                if cost > room:
+                    # No frame the SDKs accept can hold it. Unreachable while every node
+                    # uses the same peer_metadata_limit (config keeps the budget above it
+                    # and a local member this big is refused); never send an oversized frame.
+                    continue
+                if used + cost > room and (parts[0] or parts[1]):
+                    frames.append(
+                        self._presence_frame(channel, b",".join(parts[0]), b",".join(parts[1]))
+                    )
+                    parts = ([], [])
+                    used = 0
+                parts[side].append(entry)
+                used += cost
+        if parts[0] or parts[1] or not frames:
+            frames.append(self._presence_frame(channel, b",".join(parts[0]), b",".join(parts[1])))
+        return frames
 
     def _unsubscribe(self, conn: Conn, name: str, now: float) -> None:
         flag = conn.subs.pop(name)
@@ -558,6 +648,7 @@ class Hub:
         del channel.subs[conn]
         if channel.members.pop(conn, None) is not None:
             channel.blob = None
+            channel.entry_bytes -= len(conn.wire) + 1
             self._add_event(channel, False, conn, now)
             if self.bus is not None:
                 self.bus.presence(app.id, name, False, conn.peer_id, conn.entry)
@@ -602,8 +693,7 @@ class Hub:
         for member, snap_seq in channel.members.items():
             groups.setdefault(snap_seq if snap_seq >= first_seq else 0, []).append(member)
         for snap_seq, recipients in groups.items():
-            payload = self._delta_frame(channel, events, snap_seq)
-            if payload is not None:
+            for payload in self._delta_frames(channel, events, snap_seq):
                 self.sink.fanout(recipients, payload)
         if (
             not channel.subs
@@ -612,10 +702,10 @@ class Hub:
         ):
             del channel.app.channels[channel.name]
 
-    @staticmethod
-    def _delta_frame(
-        channel: Channel, events: list[tuple[int, bool, Member]], after: int
-    ) -> bytes | None:
+    def _delta_frames(
+        self, channel: Channel, events: list[tuple[int, bool, Member]], after: int
+    ) -> list[bytes]:
+        """The net change after sequence ``after``: no frame, one, or several when big."""
         # A member's own events never fall after its snapshot, so it is never its own entry.
         first: dict[Member, bool] = {}
         last: dict[Member, bool] = {}
@@ -624,25 +714,17 @@ class Hub:
                 continue
             first.setdefault(conn, joined)
             last[conn] = joined
-        joined_entries: list[str] = []
-        left_entries: list[str] = []
+        joined_entries: list[bytes] = []
+        left_entries: list[bytes] = []
         for conn, ends_joined in last.items():
             was_known = not first[conn]
             if ends_joined and not was_known:
-                joined_entries.append(conn.entry)
+                joined_entries.append(conn.wire)
             elif was_known and not ends_joined:
-                left_entries.append(conn.entry)
+                left_entries.append(conn.wire)
         if not joined_entries and not left_entries:
-            return None
-        return to_wire_bytes(
-            '{"type":"presence","channel":'
-            + channel.name_json
-            + ',"joined":['
-            + ",".join(joined_entries)
-            + '],"left":['
-            + ",".join(left_entries)
-            + "]}"
-        )
+            return []
+        return self._presence_frames(channel, joined_entries, left_entries)
 
     # --- the cluster: what other nodes report ----------------------------------
 
@@ -784,8 +866,10 @@ class Hub:
         channel.remote[peer_id] = member
         member.channels.add(channel)
         member.pending.add(channel)
+        # Members admitted by other nodes are counted, never refused: they are in already.
+        channel.entry_bytes += len(member.wire) + 1
         if channel.blob is not None:
-            channel.blob = (channel.blob + "," + entry) if channel.blob else entry
+            channel.blob = (channel.blob + b"," + member.wire) if channel.blob else member.wire
         self._add_event(channel, True, member, now)
 
     def _remove_remote(self, channel: Channel, member: RemoteMember, now: float) -> None:
@@ -795,6 +879,7 @@ class Hub:
     def _drop_remote(self, channel: Channel, member: RemoteMember) -> None:
         del channel.remote[member.peer_id]
         channel.blob = None
+        channel.entry_bytes -= len(member.wire) + 1
         member.channels.discard(channel)
         member.pending.discard(channel)
         if not member.channels:

@@ -127,6 +127,7 @@ class SignallingClient(EventEmitter):
         _connect: ConnectFn | None = None,
         _sleep: Callable[[float], Awaitable[Any]] | None = None,
         _random: Callable[[], float] | None = None,
+        _clock: Callable[[], float] | None = None,
         _ack_timeout: float = ACK_TIMEOUT,
         _welcome_timeout: float = WELCOME_TIMEOUT,
         _open_timeout: float = OPEN_TIMEOUT,
@@ -178,6 +179,8 @@ class SignallingClient(EventEmitter):
         self._random: Callable[[], float] = (
             _random if _random is not None else (lambda: random.uniform(-1.0, 1.0))
         )
+        # Measures how long a session lasted after its welcome (see ``stable_after``).
+        self._clock: Callable[[], float] = _clock if _clock is not None else time.monotonic
         self._ack_timeout = float(_ack_timeout)
         self._welcome_timeout = float(_welcome_timeout)
         self._open_timeout = float(_open_timeout)
@@ -193,6 +196,7 @@ class SignallingClient(EventEmitter):
         self._ws: ClientConnection | None = None
         self._session = 0
         self._welcomed = False
+        self._welcomed_at = 0.0
         self._local_close: tuple[int, str] | None = None
         self._last_rx = 0.0
         self._last_ping = -math.inf
@@ -370,7 +374,7 @@ class SignallingClient(EventEmitter):
     # --- supervisor ---------------------------------------------------------
 
     async def _supervise(self) -> None:
-        attempt = 0  # reconnect attempts made since the last welcome
+        attempt = 0  # reconnect attempts made since the last stable connection
         backoff_code: int | None = None  # close code feeding the next delay (4010 floor)
         last_drop: int | None = None
         try:
@@ -431,7 +435,15 @@ class SignallingClient(EventEmitter):
                 del url
                 code, reason, welcomed = await self._run_session(ws)
                 if welcomed:
-                    attempt = 0
+                    if self._stable():
+                        attempt = 0
+                    else:
+                        # Welcomed, then closed before it was stable (say a frame over the
+                        # inbound cap right after the welcome): the attempts still count.
+                        self._log.debug(
+                            "connection dropped soon after welcome; backoff continues",
+                            {"attempts": attempt},
+                        )
                 if self._explicit_close:
                     return
                 if not self._ever_connected:
@@ -456,6 +468,11 @@ class SignallingClient(EventEmitter):
                 self._fail_first(SignallingError("signalling supervisor crashed"))
             else:
                 await self._finish_terminal()
+
+    def _stable(self) -> bool:
+        """Whether the session that just ended stayed up ``stable_after`` past its welcome."""
+        policy = self._policy
+        return policy is None or self._clock() - self._welcomed_at >= policy.stable_after
 
     def _may_retry(self, attempts_made: int, code: int | None = None) -> bool:
         return should_reconnect(
@@ -595,6 +612,7 @@ class SignallingClient(EventEmitter):
             self._log.warning("second welcome on the same socket ignored")
             return
         self._welcomed = True
+        self._welcomed_at = self._clock()
         is_reconnect = self._ever_connected
         self._ever_connected = True
         self._peer_id = frame.peer_id

@@ -28,16 +28,30 @@ def _is_real(value: object) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class ReconnectOptions:
-    """Exponential backoff with jitter; validated on construction (``ValueError``)."""
+    """Exponential backoff with jitter; validated on construction (``ValueError``).
+
+    ``stable_after`` (seconds): a connection counts as a success, and restarts the attempt
+    numbering, only when it stayed up that long after its welcome. A server that welcomes
+    and then closes at once therefore meets a growing delay, not the initial one forever.
+    ``0`` restarts the numbering on every welcome, as the published SDKs do.
+    """
 
     initial_delay: float = 0.5
     multiplier: float = 2.0
     max_delay: float = 30.0
     jitter_ratio: float = 0.2
     max_attempts: float = 100
+    stable_after: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("initial_delay", "multiplier", "max_delay", "jitter_ratio", "max_attempts"):
+        for name in (
+            "initial_delay",
+            "multiplier",
+            "max_delay",
+            "jitter_ratio",
+            "max_attempts",
+            "stable_after",
+        ):
             if not _is_real(getattr(self, name)):
                 raise ValueError(f"ReconnectOptions.{name} must be a number")
         if not (math.isfinite(self.initial_delay) and self.initial_delay > 0):
@@ -51,6 +65,8 @@ class ReconnectOptions:
         attempts = self.max_attempts
         if not (attempts >= 0) or (math.isfinite(attempts) and attempts != int(attempts)):
             raise ValueError("ReconnectOptions.max_attempts must be a whole number >= 0 or inf")
+        if not (math.isfinite(self.stable_after) and self.stable_after >= 0):
+            raise ValueError("ReconnectOptions.stable_after must be a finite number >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)

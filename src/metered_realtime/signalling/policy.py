@@ -30,7 +30,8 @@ def base_delay(attempt: int, opts: ReconnectOptions) -> float:
 def backoff_delay(
     attempt: int, last_close_code: int | None, u: float, opts: ReconnectOptions
 ) -> float:
-    """Delay in seconds before reconnect attempt ``attempt`` (1-based since the last welcome).
+    """Delay in seconds before reconnect attempt ``attempt`` (1-based since the last stable
+    connection, see ``ReconnectOptions.stable_after``).
 
     ``last_close_code`` is the close code of the drop that preceded this attempt (``None``
     when the previous attempt never opened a socket); a 4010 raises the base to the 30 s
