@@ -441,11 +441,11 @@ class Hub:
         data = self._admit(conn, frame.data, frame.request_id, now)
         if data is None:
             return
+        if self.bus is not None:  # first, so the other nodes fan out while this one does
+            self.bus.publish(conn.app.id, frame.channel, conn.peer_id, conn.meta_json, data)
         channel = conn.app.channels.get(frame.channel)
         if channel is not None and channel.subs:
             self._deliver(channel, conn.peer_json, conn.meta_json, data)
-        if self.bus is not None:
-            self.bus.publish(conn.app.id, frame.channel, conn.peer_id, conn.meta_json, data)
         self._ack(conn, frame.request_id)
 
     def _deliver(

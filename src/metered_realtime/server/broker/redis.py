@@ -20,8 +20,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from ..hub import Hub
@@ -30,6 +31,7 @@ from .node import Action, ClusterNode, Listen, Publish
 log = logging.getLogger("metered_realtime.server.cluster")
 
 HEARTBEAT_INTERVAL = 0.5
+PUBLISH_BUFFER_LIMIT = 16 * 1024 * 1024
 NODE_TTL = 2.0
 MAX_QUEUED = 100_000
 RPC_TIMEOUT = 1.0
@@ -47,6 +49,51 @@ redis.call('HINCRBY', mine, ARGV[3], 1)
 redis.call('PEXPIRE', mine, ARGV[5])
 return 1
 """
+
+
+class _Publisher:
+    """PUBLISH commands written straight into one Redis connection, in call order.
+
+    A publish leaves for Redis before the hub goes on to write the message to this node's own
+    subscribers, so the other nodes fan it out in parallel instead of a local fan-out later.
+    redis-py packs each command and parses each reply; only the write is done here, because
+    its own send path must be awaited and so would run after the local fan-out.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._unanswered = 0
+        self._wake = asyncio.Event()
+
+    def publish(self, name: str, payload: bytes) -> bool:
+        """Write one PUBLISH; False when the connection cannot take it (closed or backed up)."""
+        writer = self.connection._writer  # redis-py has no synchronous write of its own
+        if writer is None or writer.transport.is_closing():
+            return False
+        if writer.transport.get_write_buffer_size() > PUBLISH_BUFFER_LIMIT:
+            return False
+        writer.writelines(self.connection.pack_command("PUBLISH", name, payload))
+        self._unanswered += 1
+        self._wake.set()
+        return True
+
+    async def run(self) -> None:
+        """Read the replies (subscriber counts); raises when the connection breaks."""
+        while True:
+            if not self._unanswered:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self.connection.read_response()
+            except ResponseError as exc:
+                log.warning("redis refused a publish: %s", exc)
+            self._unanswered -= 1
+
+    async def drained(self) -> None:
+        """Wait until every publish written so far has been answered."""
+        while self._unanswered:
+            await asyncio.sleep(0.005)
 
 
 class RedisBroker:
@@ -69,10 +116,12 @@ class RedisBroker:
         self.connected = False
         self._on_input = on_input
         self._info = json.dumps(info or {})
-        self._queue: deque[Action] = deque()
+        self._queue: deque[Listen] = deque()
         self._wake = asyncio.Event()
         self._client: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
+        self._publisher: _Publisher | None = None
+        self._replies: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._missing: dict[str, int] = {}
         self._trust_after = 0.0
@@ -110,6 +159,8 @@ class RedisBroker:
         if self._client is not None and self.connected:
             with contextlib.suppress(RedisError, OSError):
                 await asyncio.wait_for(self._flush_queue(), 1.0)
+                if self._publisher is not None:
+                    await asyncio.wait_for(self._publisher.drained(), 1.0)
                 pipe = self._client.pipeline(transaction=False)
                 pipe.delete(self._key("node", self.node_id))
                 pipe.srem(self._key("nodes"), self.node_id)
@@ -130,19 +181,36 @@ class RedisBroker:
             await client.ping()
             pubsub = client.pubsub()
             await pubsub.subscribe(*self.node.start())
+            connection = await client.connection_pool.get_connection()
         except BaseException:
             await client.aclose()
             raise
+        assert isinstance(connection, Connection)
         self._client, self._pubsub = client, pubsub
+        self._publisher = _Publisher(connection)
+        self._replies = asyncio.ensure_future(self._read_replies(self._publisher))
         self._admit = client.register_script(_ADMIT)
         self.connected = True
         self._trust_after = time.monotonic() + NODE_TTL
         await self._beat()
 
+    async def _read_replies(self, publisher: _Publisher) -> None:
+        try:
+            await publisher.run()
+        except (RedisError, OSError) as exc:
+            await self._lost(exc)
+
     async def _disconnect(self) -> None:
         self.connected = False
         pubsub, client = self._pubsub, self._client
         self._pubsub = self._client = None
+        publisher, self._publisher = self._publisher, None
+        replies, self._replies = self._replies, None
+        if replies is not None and replies is not asyncio.current_task():
+            replies.cancel()
+        if publisher is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await publisher.connection.disconnect()
         if pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -156,8 +224,7 @@ class RedisBroker:
             return
         log.warning("redis connection lost (%s); serving local clients only", type(exc).__name__)
         await self._disconnect()
-        self.node.stats.lost += len(self._queue)
-        self._queue.clear()
+        self._queue.clear()  # recover() listens to everything again
         self.node.offline = True
         self.node.fail_pending(time.time())
         self._on_input()
@@ -185,10 +252,17 @@ class RedisBroker:
     # --- out ----------------------------------------------------------------------
 
     def _emit(self, action: Action) -> None:
-        if not self.connected:
-            if isinstance(action, Publish):
+        if isinstance(action, Publish):
+            publisher = self._publisher
+            if (
+                publisher is None
+                or not self.connected
+                or not publisher.publish(action.name, action.payload)
+            ):
                 self.node.stats.lost += 1
-            elif action.on:
+            return
+        if not self.connected:
+            if action.on:
                 # No one to ask for members: admit the subscribe with what this node knows.
                 asyncio.get_running_loop().call_soon(self._listen_offline, action.name)
             return
@@ -214,24 +288,16 @@ class RedisBroker:
                 await self._lost(exc)
 
     async def _flush_queue(self) -> None:
+        """Start or stop listening, in the order the node asked (publishes go straight out)."""
         queue = self._queue
-        while queue and self._client is not None and self._pubsub is not None:
-            pipe = self._client.pipeline(transaction=False)
-            batched = 0
-            while queue and isinstance(queue[0], Publish) and batched < 2000:
-                action = queue.popleft()
-                assert isinstance(action, Publish)
-                pipe.publish(action.name, action.payload)
-                batched += 1
-            if batched:
-                await pipe.execute()
-            while queue and isinstance(queue[0], Listen):
-                action = queue.popleft()
-                assert isinstance(action, Listen)
-                if action.on:
-                    await self._pubsub.subscribe(action.name)
-                else:
-                    await self._pubsub.unsubscribe(action.name)
+        while queue and self._pubsub is not None:
+            action = queue[0]
+            assert isinstance(action, Listen)
+            if action.on:
+                await self._pubsub.subscribe(action.name)
+            else:
+                await self._pubsub.unsubscribe(action.name)
+            queue.popleft()
 
     # --- in -----------------------------------------------------------------------
 
