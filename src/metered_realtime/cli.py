@@ -71,6 +71,20 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--dev", action="store_true", help="create a dev app and key, print them")
     p.add_argument("--max-message-size", type=int, default=None, dest="max_message_size")
     p.add_argument("--max-connections-per-app", type=int, default=None)
+    p.add_argument(
+        "--max-connections",
+        type=_optional_int,
+        default=None,
+        help="WebSocket connections this process holds; more are refused with HTTP 503 "
+        "(default 10000; 'none' = no cap)",
+    )
+    p.add_argument(
+        "--ip-connect-rate",
+        type=_optional_float,
+        default=None,
+        help="new connections a second per client address (IPv6: per /64), burst "
+        "ip_connect_burst; more are refused with HTTP 429 (default 20; 'none' = off)",
+    )
     p.add_argument("--ice-urls", default=None, help="comma-separated stun:/turn: URLs")
     p.add_argument("--admin-token", default=None, help="enables the admin API under /admin/")
     p.add_argument(
@@ -142,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _optional_int(value: str) -> int | str:
+    return "none" if value.lower() == "none" else int(value)
+
+
+def _optional_float(value: str) -> float | str:
+    return "none" if value.lower() == "none" else float(value)
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -171,6 +193,8 @@ def _serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "db": args.db,
         "max_message_size": args.max_message_size,
         "max_connections_per_app": args.max_connections_per_app,
+        "max_connections": args.max_connections,
+        "ip_connect_rate": args.ip_connect_rate,
         "ice_urls": args.ice_urls,
         "admin_token": args.admin_token,
         "redis": args.redis,

@@ -1,7 +1,8 @@
 """The HTTP routes: health, readiness, metrics, and the admin API under ``/admin/``.
 
 Every admin route needs ``Authorization: Bearer <admin_token>``; with no admin token
-configured the admin API is off. Secrets appear only in the response that creates them.
+configured the admin API is off. The token is checked on the request's head, before any
+body is read. Secrets appear only in the response that creates them.
 
 In a cluster any node answers for all of them: live state is gathered from every node
 (``ClusterAdmin`` runs each node's part), and a change to keys or apps makes every node
@@ -34,6 +35,11 @@ def _key_json(key: PublishableKey) -> dict[str, Any]:
         "revoked": key.revoked,
         "label": key.label,
     }
+
+
+def _bearer(request: HttpRequest, expected: str) -> bool:
+    given = request.headers.get("authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {expected}".encode())
 
 
 def _strings(value: Any, name: str) -> list[str]:
@@ -103,7 +109,8 @@ class AdminApi:
         router.add("GET", "/healthz", self.healthz)
         router.add("GET", "/readyz", self.readyz)
         router.add("GET", "/metrics", self.metrics)
-        admin: list[tuple[str, str, Handler]] = [
+        router.gate("/admin/", self._admin_gate)
+        handlers: list[tuple[str, str, Handler]] = [
             ("GET", "/admin/apps", self.list_apps),
             ("POST", "/admin/apps", self.create_app),
             ("GET", "/admin/apps/{app}/keys", self.list_keys),
@@ -118,18 +125,21 @@ class AdminApi:
             ("GET", "/admin/nodes", self.nodes),
             ("POST", "/admin/nodes/{node}/drain", self.drain_node),
         ]
-        for method, path, handler in admin:
+        for method, path, handler in handlers:
             router.add(method, path, self._guard(handler))
         return router
 
+    def _admin_gate(self, request: HttpRequest) -> HttpResponse | None:
+        expected = self.server.config.admin_token
+        if not expected:
+            return HttpResponse.json(404, {"error": "the admin API is not enabled"})
+        if not _bearer(request, expected):
+            return HttpResponse.json(401, {"error": "admin token required"})
+        return None
+
     def _guard(self, handler: Handler) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+        # The router's gate has checked the token already (on the head).
         async def guarded(request: HttpRequest) -> HttpResponse:
-            expected = self.server.config.admin_token
-            if not expected:
-                return HttpResponse.json(404, {"error": "the admin API is not enabled"})
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-                return HttpResponse.json(401, {"error": "admin token required"})
             try:
                 return await handler(request)
             except ValueError as exc:

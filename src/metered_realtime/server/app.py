@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
@@ -22,7 +22,7 @@ from .admin import AdminApi, ClusterAdmin
 from .auth import Refusal, authenticate
 from .broker.node import NODE_ID_LENGTH
 from .config import ServerConfig
-from .front import FrontConnection
+from .front import ConnectRateLimiter, FrontConnection
 from .hub import Conn, Hub
 from .keycache import KeyCache
 from .logs import websockets_logger
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("metered_realtime.server")
 PEER_ID_LENGTH = 20
+LINE_ROOM = 1024
+"""An upgrade's request line beyond its token: ``GET /v1?token=`` and the HTTP version."""
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -105,8 +107,26 @@ class Server:
         self.port: int = config.port
         self.metrics = Metrics(self)
         self._connection_class = type(
-            "ServerFrontConnection", (FrontConnection,), {"router": AdminApi(self).routes()}
+            "ServerFrontConnection",
+            (FrontConnection,),
+            {
+                "router": AdminApi(self).routes(),
+                # A token may be percent-encoded (at most 3 bytes a character).
+                "line_limit": 3 * config.max_token_length + LINE_ROOM,
+            },
         )
+        self._limiter = (
+            None
+            if config.ip_connect_rate is None
+            else ConnectRateLimiter(
+                config.ip_connect_rate,
+                config.ip_connect_burst,
+                max_entries=config.ip_table_size,
+                exempt=config.ip_connect_exempt,
+            )
+        )
+        # Upgrades admitted and not yet closed (what max_connections counts).
+        self._upgrades: set[ServerConnection] = set()
 
     # --- lifecycle --------------------------------------------------------
 
@@ -140,6 +160,7 @@ class Server:
             ping_timeout=cfg.ws_ping_timeout,
             close_timeout=5,
             max_queue=16,
+            open_timeout=cfg.handshake_timeout,
             reuse_port=cfg.reuse_port or None,
         )
         sockets = list(self._ws.sockets)
@@ -205,18 +226,46 @@ class Server:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         # Only ``GET /v1`` reaches websockets; the rest is answered by the admin routes.
+        # Refusals here cost no handshake: the SDKs retry an HTTP error on reconnect.
         if self.draining:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+        if self._limiter is not None:
+            peer = connection.remote_address
+            host = peer[0] if isinstance(peer, tuple) else str(peer or "")
+            if not self._limiter.allow(host):
+                too_many = HTTPStatus.TOO_MANY_REQUESTS
+                return self._refuse(connection, too_many, "connecting too often")
+        limit = self.config.max_connections
+        if limit is not None and len(self._upgrades) >= limit:
+            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server full")
+        self._upgrades.add(connection)
+        connection.connection_lost_waiter.add_done_callback(
+            lambda _: self._upgrades.discard(connection)
+        )
         return None
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
+        self.hub.stats.count(self.hub.stats.refusals, status.value)
+        response = connection.respond(status, text + "\n")
+        response.headers["Retry-After"] = "1"
+        return response
 
     # --- WebSocket --------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
         request = ws.request
         assert request is not None
-        query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+        front = cast(FrontConnection, ws)
+        target = front.target if front.target is not None else request.path
+        query = parse_qs(urlsplit(target).query, keep_blank_values=True)
         keys, tokens = query.get("key", []), query.get("token", [])
         now = time.time()
+        if front.oversized or any(len(t) > self.config.max_token_length for t in tokens):
+            # Refused after the upgrade, so the SDKs see 4001 and stop (a dropped
+            # connection, or an HTTP error, they would retry forever).
+            self.hub.stats.count(self.hub.stats.refusals, 4001)
+            await ws.close(4001, "token too long" if tokens else "request line too long")
+            return
         if len(keys) + len(tokens) != 1:
             await ws.close(4001, "exactly one of key or token is required")
             return

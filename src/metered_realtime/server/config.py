@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from ..protocol.limits import CLIENT_INBOUND_FRAME_CAP
@@ -54,6 +55,18 @@ class ServerConfig:
     reuse_port: bool = False
     store_refresh: float = 1.0
     jwt_leeway: float = 60.0
+    # The front door (docs/self-hosting.md, "Resource limits"): WebSocket connections per
+    # node (HTTP 503 beyond it), new connections per client address (token bucket, HTTP 429;
+    # IPv6 counted per /64; the networks in ip_connect_exempt are never limited), how many
+    # addresses are tracked, the time a client has to finish its request or upgrade, and
+    # the longest ?token= accepted (close 4001 "token too long" beyond it).
+    max_connections: int | None = 10000
+    ip_connect_rate: float | None = 20.0
+    ip_connect_burst: float = 40.0
+    ip_connect_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    ip_table_size: int = 65536
+    handshake_timeout: float = 10.0
+    max_token_length: int = 16384
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:
@@ -81,3 +94,17 @@ class ServerConfig:
             raise ValueError("store_refresh must be between 0 and 3600 s")
         if not 0 <= self.jwt_leeway < float("inf"):
             raise ValueError("jwt_leeway must be a finite number of seconds, at least 0")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1 (or none for no cap)")
+        if self.ip_connect_rate is not None and not 0 < self.ip_connect_rate < float("inf"):
+            raise ValueError("ip_connect_rate must be a positive number (or none to turn it off)")
+        if not 1 <= self.ip_connect_burst < float("inf"):
+            raise ValueError("ip_connect_burst must be at least 1")
+        for network in self.ip_connect_exempt:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        if self.ip_table_size < 1:
+            raise ValueError("ip_table_size must be at least 1")
+        if not 0 < self.handshake_timeout <= 3600:
+            raise ValueError("handshake_timeout must be between 0 and 3600 s")
+        if not 256 <= self.max_token_length <= 1024 * 1024:
+            raise ValueError("max_token_length must be between 256 bytes and 1 MiB")
