@@ -86,7 +86,21 @@ def _add_serve(sub: Any) -> None:
         "ip_connect_burst; more are refused with HTTP 429 (default 20; 'none' = off)",
     )
     p.add_argument("--ice-urls", default=None, help="comma-separated stun:/turn: URLs")
-    p.add_argument("--admin-token", default=None, help="enables the admin API under /admin/")
+    p.add_argument(
+        "--admin-token",
+        default=None,
+        help="enables the admin API under /admin/. Prefer the METERED_REALTIME_ADMIN_TOKEN "
+        "environment variable: other local users can read a process's command line",
+    )
+    p.add_argument(
+        "--admin-host", default=None, help="address of the admin listener (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="serve /admin/ and /metrics only on this port (0 = any free one), not the public one",
+    )
     p.add_argument(
         "--redis", default=None, help="redis://HOST:PORT/DB: join a cluster of servers over Redis"
     )
@@ -197,12 +211,37 @@ def _serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "ip_connect_rate": args.ip_connect_rate,
         "ice_urls": args.ice_urls,
         "admin_token": args.admin_token,
+        "admin_host": args.admin_host,
+        "admin_port": args.admin_port,
         "redis": args.redis,
         "reuse_port": args.reuse_port,
     }
     if args.host is None and ENV_PREFIX + "HOST" not in os.environ:
         flags["host"] = "localhost"
     return flags
+
+
+def _warn_admin_token_on_argv(args: argparse.Namespace) -> None:
+    if args.admin_token is not None and not args.quiet:
+        logging.getLogger("metered_realtime.server").warning(
+            "the admin token was given with --admin-token, where other local users can read "
+            "it (ps, /proc/<pid>/cmdline): set the METERED_REALTIME_ADMIN_TOKEN environment "
+            "variable instead"
+        )
+
+
+def _print_admin_url(host: str, port: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    print(f"admin-url: http://{shown}:{port}", flush=True)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _worker_count(value: str) -> int:
@@ -219,7 +258,6 @@ def _worker_count(value: str) -> int:
 
 def _serve_workers(args: argparse.Namespace, argv: Sequence[str], workers: int) -> int:
     """Run ``workers`` server processes on one port (SO_REUSEPORT); forward signals; wait."""
-    import socket
     import subprocess
 
     from .server.settings import load_config
@@ -229,11 +267,13 @@ def _serve_workers(args: argparse.Namespace, argv: Sequence[str], workers: int) 
     if config.redis is None:
         print("--workers needs --redis: the processes form a cluster", file=sys.stderr)
         return 2
+    _warn_admin_token_on_argv(args)
     port = config.port
     if port == 0:
-        with socket.socket() as probe:
-            probe.bind((config.host, 0))
-            port = probe.getsockname()[1]
+        port = _free_port(config.host)
+    admin_port = config.admin_port
+    if admin_port == 0:
+        admin_port = _free_port(config.admin_host)
     env = dict(os.environ)
     if args.dev:
         store = open_store(config.db)
@@ -244,9 +284,13 @@ def _serve_workers(args: argparse.Namespace, argv: Sequence[str], workers: int) 
         _print_dev(config.host, port, key, token)
     else:
         print(f"url: ws://{_shown(config.host)}:{port}/v1", flush=True)
+    if admin_port is not None:
+        _print_admin_url(config.admin_host, admin_port)
     passed = [a for a in argv if a != "--dev"]
     command = [sys.executable, "-m", "metered_realtime.cli", *passed]
     command += ["--workers", "1", "--reuse-port", "--port", str(port), "--quiet"]
+    if admin_port is not None:
+        command += ["--admin-port", str(admin_port)]
     children = [subprocess.Popen(command, env=env) for _ in range(workers)]
 
     def forward(signum: int, frame: Any) -> None:
@@ -287,6 +331,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from .server.store import open_store, random_base62
 
     config = load_config(_serve_flags(args), toml_path=args.config)
+    _warn_admin_token_on_argv(args)
     if args.dev and not config.admin_token:
         config = dataclasses.replace(config, admin_token=random_base62(32))
     store = open_store(config.db)
@@ -303,6 +348,8 @@ async def _serve(args: argparse.Namespace) -> int:
         _print_dev(config.host, server.port, _dev_key(store), config.admin_token)
     elif not args.quiet:
         print(f"url: ws://{_shown(config.host)}:{server.port}/v1", flush=True)
+    if server.admin_port is not None and not args.quiet:
+        _print_admin_url(config.admin_host, server.admin_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -415,9 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "serve":
         workers = _worker_count(args.workers)
+        _setup_logging(args.log_level)
         if workers > 1:
             return _serve_workers(args, sys.argv[1:] if argv is None else argv, workers)
-        _setup_logging(args.log_level)
         try:
             import uvloop
         except ImportError:

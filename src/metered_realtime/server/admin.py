@@ -2,7 +2,10 @@
 
 Every admin route needs ``Authorization: Bearer <admin_token>``; with no admin token
 configured the admin API is off. The token is checked on the request's head, before any
-body is read. Secrets appear only in the response that creates them.
+body is read. With ``metrics_token`` set, ``/metrics`` wants ``Authorization: Bearer`` with
+it. With ``admin_port`` set, the admin API and ``/metrics`` are served only on that
+listener (the public port answers 404); ``/healthz`` and ``/readyz`` are on both. Secrets
+appear only in the response that creates them.
 
 In a cluster any node answers for all of them: live state is gathered from every node
 (``ClusterAdmin`` runs each node's part), and a change to keys or apps makes every node
@@ -103,12 +106,17 @@ class AdminApi:
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def routes(self) -> Router:
-        """The router for every plain-HTTP path."""
+    def routes(self, *, admin: bool = True) -> Router:
+        """The router for plain HTTP: probes always; ``/metrics`` and the admin API when
+        ``admin`` (the public port's router leaves them out when they have a listener of
+        their own)."""
         router = Router()
         router.add("GET", "/healthz", self.healthz)
         router.add("GET", "/readyz", self.readyz)
+        if not admin:
+            return router
         router.add("GET", "/metrics", self.metrics)
+        router.gate("/metrics", self._metrics_gate)
         router.gate("/admin/", self._admin_gate)
         handlers: list[tuple[str, str, Handler]] = [
             ("GET", "/admin/apps", self.list_apps),
@@ -135,6 +143,12 @@ class AdminApi:
             return HttpResponse.json(404, {"error": "the admin API is not enabled"})
         if not _bearer(request, expected):
             return HttpResponse.json(401, {"error": "admin token required"})
+        return None
+
+    def _metrics_gate(self, request: HttpRequest) -> HttpResponse | None:
+        expected = self.server.config.metrics_token
+        if expected is not None and not _bearer(request, expected):
+            return HttpResponse.json(401, {"error": "metrics token required"})
         return None
 
     def _guard(self, handler: Handler) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:

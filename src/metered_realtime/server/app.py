@@ -101,19 +101,26 @@ class Server:
         self.draining = False
         self.stopped = asyncio.Event()
         self._ws: WsServer | None = None
+        self._admin_ws: WsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.port: int = config.port
+        self.admin_port: int | None = None
         self.metrics = Metrics(self)
+        api = AdminApi(self)
+        separate = config.admin_port is not None
         self._connection_class = type(
             "ServerFrontConnection",
             (FrontConnection,),
             {
-                "router": AdminApi(self).routes(),
+                "router": api.routes(admin=not separate),
                 # A token may be percent-encoded (at most 3 bytes a character).
                 "line_limit": 3 * config.max_token_length + LINE_ROOM,
             },
+        )
+        self._admin_class = type(
+            "AdminFrontConnection", (FrontConnection,), {"router": api.routes(), "websocket": False}
         )
         self._limiter = (
             None
@@ -166,16 +173,36 @@ class Server:
         sockets = list(self._ws.sockets)
         self.port = sockets[0].getsockname()[1]
         log.info("listening on %s:%d", cfg.host, self.port)
+        if cfg.admin_port is not None:
+            # The same front door, plain HTTP only: no connection is ever upgraded here.
+            try:
+                self._admin_ws = await serve(
+                    self._handle,
+                    cfg.admin_host,
+                    cfg.admin_port,
+                    create_connection=self._admin_class,
+                    logger=websockets_logger(),
+                    open_timeout=cfg.handshake_timeout,
+                    reuse_port=cfg.reuse_port or None,
+                )
+            except OSError:
+                self._ws.close()
+                raise
+            self.admin_port = next(iter(self._admin_ws.sockets)).getsockname()[1]
+            log.info("admin API on %s:%d", cfg.admin_host, self.admin_port)
 
     async def stop(self) -> None:
         """Close every connection (1001), leave the cluster and stop at once."""
-        if self._ws is not None:
-            self._ws.close()
-            await self._ws.wait_closed()
+        for listener in (self._ws, self._admin_ws):
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
         if self._timer is not None:
             self._timer.cancel()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:  # a drain asked for by the admin API runs stop() itself
+                task.cancel()
         if self.broker is not None:
             await self.broker.stop()
         if self._owns_store:

@@ -67,6 +67,11 @@ class ServerConfig:
     ip_table_size: int = 65536
     handshake_timeout: float = 10.0
     max_token_length: int = 16384
+    # A separate listener for /admin/ and /metrics (None: they share the public port), and
+    # a bearer token /metrics wants (None: open).
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:
@@ -108,3 +113,7 @@ class ServerConfig:
             raise ValueError("handshake_timeout must be between 0 and 3600 s")
         if not 256 <= self.max_token_length <= 1024 * 1024:
             raise ValueError("max_token_length must be between 256 bytes and 1 MiB")
+        if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
+            raise ValueError("admin_port must be a port number (0 = any free one)")
+        if self.metrics_token == "":
+            raise ValueError("metrics_token must not be empty (leave it unset for open /metrics)")
