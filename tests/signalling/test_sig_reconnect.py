@@ -90,7 +90,7 @@ async def test_no_replay_when_auto_resubscribe_off(server: Any, proxy: FaultProx
     await next_event(presence)
     proxy.cut()
     await event_matching(connected, lambda c: c.is_reconnect)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(presence.__anext__(), 0.5)
     await client.close()
 
@@ -150,7 +150,7 @@ async def test_heartbeat_keeps_idle_connection_alive(server: Any, proxy: FaultPr
     disconnected = client.events(Disconnected)
     await client.connect()
     # pings every 1 s are answered by pongs, so 2.5 s of silence never trips the 1.5 s watchdog
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(disconnected.__anext__(), 2.5)
     assert client.state == "connected"
     await client.close()
@@ -163,7 +163,7 @@ async def test_watchdog_disabled_when_inactivity_not_positive(
     disconnected = client.events(Disconnected)
     await client.connect()
     proxy.stall()  # no pings go out and nothing comes in; nothing must fire
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(disconnected.__anext__(), 1.5)
     assert client.state == "connected"
     proxy.resume()
@@ -194,7 +194,7 @@ async def test_terminal_close_code_stops_reconnecting(server: Any, proxy: FaultP
     rest = [ev async for ev in disconnected]
     assert rest == []
     assert client.listener_count(Disconnected) == 0
-    with pytest.raises(TimeoutError):  # no further attempt is made
+    with pytest.raises(asyncio.TimeoutError):  # no further attempt is made
         await proxy.wait_accepted(3, timeout=0.5)
 
 
@@ -367,7 +367,7 @@ async def test_close_during_backoff_stops_for_good(server: Any, proxy: FaultProx
     assert client.state == "reconnecting"
     await client.close()
     assert client.state == "closed"
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await proxy.wait_accepted(2, timeout=0.3)
 
 

@@ -210,7 +210,7 @@ async def test_heartbeat_ping_and_old_server_unknown_type() -> None:
         errors = client.events(ServerError)
         disconnected = client.events(Disconnected)
         await client.connect()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(disconnected.__anext__(), 2.3)
         assert pings >= 2 and errors.qsize() == 0
         await client.close()
