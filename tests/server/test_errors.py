@@ -8,6 +8,8 @@ import json
 import pytest
 from tests.server.wire import Wire
 
+from metered_realtime.protocol.limits import MAX_NESTING
+
 
 def err(code: str, rid: str | None = None) -> dict[str, object]:
     frame: dict[str, object] = {"type": "error", "code": code}
@@ -212,12 +214,12 @@ async def test_over_message_quota(server_factory):
 
 
 async def test_nesting_near_the_recursion_limit_never_crashes(server_factory):
-    # Parsing and re-encoding recurse at slightly different stack depths; at every depth
-    # the answer is an ack or a correlated malformed_message, never a 1011 close.
+    # Frames nest at most MAX_NESTING levels on every Python version; around that depth the
+    # answer is an ack or a correlated malformed_message, never a 1011 close.
     async with server_factory(rate_per_second=10_000, rate_burst=10_000) as srv:
         wire = await Wire.open(srv.key_url())
         outcomes = set()
-        for depth in range(900, 1100):
+        for depth in range(MAX_NESTING - 20, MAX_NESTING + 20):
             data = "[" * depth + "]" * depth
             rid = f"d{depth}"
             await wire.send(
@@ -228,6 +230,8 @@ async def test_nesting_near_the_recursion_limit_never_crashes(server_factory):
                 reply = await wire.recv()
             assert reply.get("requestId") == rid, reply
             outcomes.add(reply.get("code", reply["type"]))
+            # The send frame is one level above its data.
+            assert (reply["type"] == "ack") == (depth + 1 <= MAX_NESTING), (depth, reply)
         assert outcomes == {"ack", "malformed_message"}
         assert await wire.request({"type": "ping"}) == {"type": "pong"}
         await wire.close()

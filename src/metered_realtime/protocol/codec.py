@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, TypeGuard
 
 from .frames import (
@@ -26,7 +27,7 @@ from .frames import (
     WelcomeFrame,
 )
 from .ids import is_valid_channel, is_valid_peer_id, is_valid_request_id
-from .limits import GOING_AWAY_DEFAULT_MS, GOING_AWAY_MAX_MS
+from .limits import GOING_AWAY_DEFAULT_MS, GOING_AWAY_MAX_MS, MAX_NESTING
 
 _SEPARATORS = (",", ":")
 
@@ -132,6 +133,30 @@ def top_level_string(text: str, key: str) -> str | None:
     return None
 
 
+# A JSON string (skipped whole, brackets inside it included) or one structural bracket.
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def too_deep(text: str) -> bool:
+    """True when the JSON ``text`` nests deeper than ``MAX_NESTING`` levels.
+
+    Counting brackets first keeps the common case at C speed; only a text with more
+    openers than the limit is scanned token by token.
+    """
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return False
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token == "[" or token == "{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return True
+        elif token == "]" or token == "}":
+            depth -= 1
+    return False
+
+
 def _correlate(text: str) -> str | None:
     """The frame's valid top-level ``requestId``, for a frame that parsing refused."""
     rid = top_level_string(text, "requestId")
@@ -141,6 +166,8 @@ def _correlate(text: str) -> str | None:
 def _parse_object(text: str | bytes) -> dict[str, Any] | Malformed:
     if isinstance(text, bytes):
         return Malformed("binary frames are not part of the protocol")
+    if too_deep(text):
+        return Malformed("nesting too deep", request_id=_correlate(text))
     obj = parse_json(text)
     if isinstance(obj, Malformed) and obj.reason == "invalid JSON: RecursionError":
         return Malformed("nesting too deep", request_id=_correlate(text))

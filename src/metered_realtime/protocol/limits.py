@@ -13,3 +13,6 @@ MAX_ICE_URL_LENGTH = 512
 MAX_ICE_FIELD_LENGTH = 1024
 GOING_AWAY_DEFAULT_MS = 1000
 GOING_AWAY_MAX_MS = 300_000
+MAX_NESTING = 512
+"""Deepest a frame's JSON may nest (the frame object is level 1). Deeper frames are refused
+the same way on every Python version, instead of wherever its parser happens to give up."""
