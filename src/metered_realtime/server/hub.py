@@ -861,8 +861,10 @@ class Hub:
         member = app.remote_peers.get(peer_id)
         if member is None:
             member = app.remote_peers[peer_id] = RemoteMember(peer_id, entry)
-        if any(m is member and not j for _, j, m in channel.events):
-            self._flush(channel, now)  # keep a leave and a rejoin in one window both visible
+        # Keep a leave and a rejoin in one window both visible. By peer id: the leave may have
+        # dropped the member's last channel here, and with it the object the event holds.
+        if any(m.peer_id == peer_id and not j for _, j, m in channel.events):
+            self._flush(channel, now)
         channel.remote[peer_id] = member
         member.channels.add(channel)
         member.pending.add(channel)
