@@ -33,6 +33,7 @@ _SEPARATORS = (",", ":")
 
 
 _INFINITY = float("inf")
+_MAX_DOUBLE = 1.7976931348623157e308
 
 
 class NonFiniteNumber(ValueError):
@@ -67,7 +68,12 @@ def parse_json(text: str | bytes) -> Any | Malformed:
         return _DECODER.decode(text)
     except NonFiniteNumber as exc:
         return Malformed(f"invalid JSON: {exc}")
-    except (ValueError, RecursionError, TypeError) as exc:
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            # Python parses at most 4300 digits; such an integer is beyond any double anyway.
+            return Malformed("invalid JSON: non-finite number (an integer of over 4300 digits)")
+        return Malformed(f"invalid JSON: {type(exc).__name__}")
+    except (RecursionError, TypeError) as exc:
         return Malformed(f"invalid JSON: {type(exc).__name__}")
 
 
@@ -246,7 +252,10 @@ def encode_client_frame(frame: ClientFrame) -> str:
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # An integer beyond the double range is Infinity to JavaScript: not a finite number.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -_MAX_DOUBLE <= value <= _MAX_DOUBLE
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _opt_dict(value: object) -> dict[str, Any] | None:
