@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import jwt
@@ -314,7 +315,20 @@ async def test_allowed_origins(server):
     assert (await closed_before_welcome(server.key_url(key)))[0] == 4001
 
 
-async def test_slow_consumer_is_evicted_with_1008(server_factory):
+async def test_an_eviction_found_by_many_writes_is_logged_once(server, caplog):
+    # Every write of one fan-out can find the buffer over the limit before the close runs.
+    caplog.set_level(logging.WARNING, "metered_realtime.server")
+    wire = await Wire.open(f"ws://127.0.0.1:{server.server.port}/v1?key={server.api_key}")
+    (conn,) = [c for c in server.server.hub.conns.values() if c.peer_id == wire.peer_id]
+    for _ in range(3):
+        server.server.evict_slow(conn)
+    assert (await wire.closed())[:1] == (1008,)
+    evictions = [r.getMessage() for r in caplog.records if "evicting" in r.getMessage()]
+    assert evictions == [f"evicting slow consumer {wire.peer_id}"]
+
+
+async def test_slow_consumer_is_evicted_with_1008(server_factory, caplog):
+    caplog.set_level(logging.WARNING, "metered_realtime.server")
     async with server_factory(
         outbound_buffer_limit=256 * 1024, rate_per_second=10_000, rate_burst=10_000
     ) as srv:
@@ -340,6 +354,8 @@ async def test_slow_consumer_is_evicted_with_1008(server_factory):
         assert evicted, "the slow consumer was never evicted"
         code, reason = await slow.closed(timeout=30)
         assert code == 1008 and reason == "slow consumer"
+        evictions = [r for r in caplog.records if r.getMessage().startswith("evicting slow")]
+        assert [r.getMessage() for r in evictions] == [f"evicting slow consumer {slow.peer_id}"]
         # Everyone else is unaffected: the fast subscriber still gets what follows.
         await pub.send({"type": "publish", "channel": "c", "data": "after"})
         for _ in range(1000):

@@ -103,6 +103,7 @@ class Server:
         self._ws: WsServer | None = None
         self._admin_ws: WsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._evicting: set[Conn] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.port: int = config.port
@@ -241,11 +242,14 @@ class Server:
 
     def evict_slow(self, conn: Conn) -> None:
         """Close a connection whose outbound buffer passed the limit; others are unaffected."""
-        if conn.alive:
+        # Every write of a fan-out may find the buffer over the limit before the close runs.
+        if conn.alive and conn not in self._evicting:
+            self._evicting.add(conn)
             log.warning("evicting slow consumer %s", conn.peer_id)
             asyncio.get_running_loop().call_soon(self._evict, conn)
 
     def _evict(self, conn: Conn) -> None:
+        self._evicting.discard(conn)
         self.hub.close(conn, 1008, "slow consumer", time.time())
         self._reschedule()
 
