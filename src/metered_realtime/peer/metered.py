@@ -232,6 +232,10 @@ class MeteredPeer(EventEmitter):
     def _new_pc(self) -> Any:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
+        from . import rtp_guard
+
+        rtp_guard.install()
+
         servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in (self._ice_servers or ())
