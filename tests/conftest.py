@@ -7,7 +7,7 @@ import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from tests.support.ci_skips import register as register_ci_skips
@@ -69,6 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     register_ci_skips(config)
 
 
+T = TypeVar("T")
+
 ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[RunningServer]]
 
 
@@ -106,12 +108,7 @@ async def server(server_factory: ServerFactory) -> AsyncIterator[RunningServer]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL on a free loopback port (if absent: skip locally, fail in CI)."""
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have PostgreSQL: {exc}")
-        pytest.skip(str(exc))
+    server = required(PostgresServer.start, PostgresUnavailable, "PostgreSQL")
     try:
         yield server
     finally:
@@ -132,16 +129,26 @@ def postgres_store_url(postgres_server: PostgresServer) -> Iterator[str]:
     postgres_server.drop_database(url)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for the whole session (each cluster uses its own key prefix)."""
+def required(start: Callable[[], T], missing: type[Exception], what: str) -> T:
+    """Start a tool the tests need: if it is absent, skip here, but fail in CI."""
     try:
-        server = RedisServer.start_new()
-    except RedisUnavailable as exc:
+        return start()
+    except missing as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"CI must have redis-server: {exc}")
+            pytest.fail(f"CI must have {what}: {exc}")
         pytest.skip(str(exc))
+
+
+def redis_process() -> Iterator[RedisServer]:
+    """A redis-server on a free port, closed at the end."""
+    server = required(RedisServer.start_new, RedisUnavailable, "redis-server")
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole session (each cluster uses its own key prefix)."""
+    yield from redis_process()

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.redis import RedisServer, RedisUnavailable
+from tests.conftest import redis_process
+from tests.support.redis import RedisServer
 
 from metered_realtime.server.store import ALL_PERMISSIONS, open_store
 
@@ -25,16 +26,7 @@ _prefixes = itertools.count()
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
     """A redis-server for one test, which the test may stop and restart."""
-    try:
-        server = RedisServer.start_new()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have redis-server: {exc}")
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from redis_process()
 
 
 async def http(port: int, method: str, path: str, admin: bool = True) -> tuple[int, Any]:

@@ -8,9 +8,13 @@ Each reload reports what was revoked or suspended, so live sessions can be close
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .store import App, PublishableKey, SecretKey, Store
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,27 +64,21 @@ class KeyCache:
 
     def get_app(self, app_id: str) -> App | None:
         """The app, from memory or else from the store."""
-        app = self._apps.get(app_id)
-        if app is None:
-            app = self.store.get_app(app_id)
-            if app is not None:
-                self._apps[app_id] = app
-        return app
+        return _cached(self._apps, app_id, self.store.get_app)
 
     def get_publishable_key(self, key: str) -> PublishableKey | None:
         """The publishable key record, from memory or else from the store."""
-        record = self._publishable.get(key)
-        if record is None:
-            record = self.store.get_publishable_key(key)
-            if record is not None:
-                self._publishable[key] = record
-        return record
+        return _cached(self._publishable, key, self.store.get_publishable_key)
 
     def get_secret_key(self, key_id: str) -> SecretKey | None:
         """The secret key record, from memory or else from the store."""
-        record = self._secret.get(key_id)
-        if record is None:
-            record = self.store.get_secret_key(key_id)
-            if record is not None:
-                self._secret[key_id] = record
-        return record
+        return _cached(self._secret, key_id, self.store.get_secret_key)
+
+
+def _cached(table: dict[str, R], key: str, load: Callable[[str], R | None]) -> R | None:
+    record = table.get(key)
+    if record is None:
+        record = load(key)
+        if record is not None:
+            table[key] = record
+    return record
