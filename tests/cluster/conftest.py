@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import redis_process
+from tests.server.test_admin import call
 from tests.support.redis import RedisServer
 
 from metered_realtime.server.store import ALL_PERMISSIONS, open_store
@@ -30,18 +30,9 @@ def redis() -> Iterator[RedisServer]:
 
 
 async def http(port: int, method: str, path: str, admin: bool = True) -> tuple[int, Any]:
-    """One plain-HTTP request to a node; JSON bodies are decoded."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    auth = f"Authorization: Bearer {ADMIN_TOKEN}\r\n" if admin else ""
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n".encode())
-    raw = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body.decode()
+    """One plain-HTTP request to a node (with the admin token unless ``admin`` is off)."""
+    status, body, _ = await call(port, method, path, token=ADMIN_TOKEN if admin else None)
+    return status, body
 
 
 class Node:

@@ -74,9 +74,12 @@ async def test_redis_restart_heals_without_clients_reconnecting(cluster: Cluster
     await presence_until(w, lambda fs: x.peer_id in joined_ids(fs), 5)
 
     cluster.redis.stop()
-    await asyncio.sleep(0.3)  # let both nodes notice the loss (nothing to await on)
-    cluster.redis.start()
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while await a.ready() or await b.ready():  # both nodes noticed the loss
+        assert loop.time() < deadline, "/readyz stayed ready with Redis down"
+        await asyncio.sleep(0.05)
+    cluster.redis.start()
     deadline = loop.time() + 15
     while not (await a.ready() and await b.ready()):
         assert loop.time() < deadline, "nodes did not reconnect to Redis"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from tests.server.wire import Wire
 from tests.support.cluster import cluster_factory
 from tests.support.redis import RedisServer
+from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,8 +62,15 @@ async def test_connection_limit_counts_every_node(tmp_path, redis_server: RedisS
         deadline = loop.time() + 5
         while True:  # the count drops once the server has seen the close
             wire = await Wire.open(url[first], welcome=False)
-            frame = await wire.ws.recv() if wire.ws.close_code is None else None
-            if frame is not None and '"welcome"' in frame:
-                break
-            assert loop.time() < deadline, "the freed slot never came back"
-            await asyncio.sleep(0.05)
+            try:
+                frame = json.loads(await wire.ws.recv())
+            except ConnectionClosed:
+                assert wire.ws.close_code == 4010, wire.ws.close_code
+                assert loop.time() < deadline, "the freed slot never came back"
+                await asyncio.sleep(0.05)
+                continue
+            assert frame["type"] == "welcome"
+            break
+        # The slot is taken again: the cluster is back at its limit.
+        again = await Wire.open(url[second], welcome=False)
+        assert (await again.refused())[0] == 4010

@@ -3,7 +3,6 @@ one node hold across nodes, whatever the interleaving of client actions, deliver
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -242,4 +241,3 @@ def test_send_to_a_peer_of_a_gone_node_is_refused() -> None:
     hubs[NODES[0]].receive(a, SendFrame(b.peer_id, "hi", "r3"), 1.0)
     last = sinks[NODES[0]].frames[a.peer_id][-1]
     assert last["code"] == "peer_not_found" and last["requestId"] == "r3"
-    assert json.dumps(last)

@@ -74,7 +74,13 @@ class Bus(Protocol):
         """A channel lost its last local subscriber."""
 
     def direct(
-        self, conn: Conn, request_id: str | None, to: str, meta_json: str | None, data: bytes
+        self,
+        conn: Conn,
+        request_id: str | None,
+        to: str,
+        meta_json: str | None,
+        data: bytes,
+        now: float,
     ) -> bool:
         """Route a ``send`` to a peer of another node; False when no live node owns ``to``.
 
@@ -309,16 +315,14 @@ class Hub:
     def close_app(self, app_id: str, code: int, reason: str, now: float) -> int:
         """Close every connection of an app (suspension). Returns how many were closed."""
         app = self.apps.get(app_id)
-        if app is None:
-            return 0
-        victims = list(app.peers.values())
-        for conn in victims:
-            self.close(conn, code, reason, now)
-        return len(victims)
+        return 0 if app is None else self._close_all(list(app.peers.values()), code, reason, now)
 
     def close_credential(self, credential_id: str, code: int, reason: str, now: float) -> int:
         """Close every connection opened with one key or signing key. Returns how many."""
         victims = [c for c in self.conns.values() if c.principal.credential_id == credential_id]
+        return self._close_all(victims, code, reason, now)
+
+    def _close_all(self, victims: list[Conn], code: int, reason: str, now: float) -> int:
         for conn in victims:
             self.close(conn, code, reason, now)
         return len(victims)
@@ -485,7 +489,7 @@ class Hub:
                 return
             data = self._admit(conn, frame.data, frame.request_id, now)
             if data is not None and not bus.direct(
-                conn, frame.request_id, frame.to, conn.meta_json, data
+                conn, frame.request_id, frame.to, conn.meta_json, data, now
             ):
                 self._error(conn, "peer_not_found", frame.request_id, "no such peer")
             return
@@ -695,12 +699,8 @@ class Hub:
         for snap_seq, recipients in groups.items():
             for payload in self._delta_frames(channel, events, snap_seq):
                 self.sink.fanout(recipients, payload)
-        if (
-            not channel.subs
-            and not channel.waiting
-            and channel.app.channels.get(channel.name) is channel
-        ):
-            del channel.app.channels[channel.name]
+        if not channel.subs:
+            self._release(channel)
 
     def _delta_frames(
         self, channel: Channel, events: list[tuple[int, bool, Member]], after: int

@@ -164,13 +164,19 @@ class ClusterNode:
         self._emit(Listen(stream, False))
 
     def direct(
-        self, conn: Conn, request_id: str | None, to: str, meta_json: str | None, data: bytes
+        self,
+        conn: Conn,
+        request_id: str | None,
+        to: str,
+        meta_json: str | None,
+        data: bytes,
+        now: float,
     ) -> bool:
         owner = to[:NODE_ID_LENGTH]
         if owner not in self.live:
             return False
         token = next(self._ids)
-        self._directs[token] = (conn.id, request_id, self._now + DIRECT_TIMEOUT, owner)
+        self._directs[token] = (conn.id, request_id, now + DIRECT_TIMEOUT, owner)
         self.send(
             self.stream_of(owner),
             ["d", conn.app.id, to, conn.peer_id, meta_json, token, self.node],
@@ -180,11 +186,8 @@ class ClusterNode:
 
     # --- transport events ---------------------------------------------------------
 
-    _now = 0.0
-
     def listening(self, name: str, now: float) -> None:
         """The transport confirms a ``Listen(name, True)`` (in the order they were asked)."""
-        self._now = now
         left = self._pending_listens.get(name, 0) - 1
         if left > 0:
             self._pending_listens[name] = left
@@ -220,7 +223,6 @@ class ClusterNode:
 
     def receive(self, name: str, payload: bytes, now: float) -> None:
         """One payload from stream ``name``; bad payloads are logged and dropped."""
-        self._now = now
         self.stats.received += 1
         head, _, body = payload.partition(b"\n")
         try:
@@ -273,13 +275,16 @@ class ClusterNode:
         _, node, app_id, channel, request_id = header
         if node == self.node:
             return
-        members = self.hub.local_state(app_id, channel)
-        body = "{" + ",".join(dumps(p) + ":" + e for p, e in members.items()) + "}"
         self.send(
             self.stream_of(node),
             ["s", self.node, app_id, channel, request_id],
-            to_wire_bytes(body),
+            self._members_body(app_id, channel),
         )
+
+    def _members_body(self, app_id: str, channel: str) -> bytes:
+        """This node's members of a channel as one JSON object, peer id to presence entry."""
+        members = self.hub.local_state(app_id, channel)
+        return to_wire_bytes("{" + ",".join(dumps(p) + ":" + e for p, e in members.items()) + "}")
 
     def _on_state(self, header: list[Any], body: bytes, now: float) -> None:
         _, node, app_id, channel, request_id = header
@@ -325,7 +330,6 @@ class ClusterNode:
 
     def set_live(self, nodes: set[str], now: float) -> None:
         """The nodes currently alive (self included); the others' members leave."""
-        self._now = now
         gone = self.live - nodes - {self.node}
         self.live = set(nodes) | {self.node}
         if gone:
@@ -341,7 +345,6 @@ class ClusterNode:
 
     def tick(self, now: float) -> None:
         """Give up on member lists and directs that did not come back in time."""
-        self._now = now
         for stream, wait in list(self._syncs.items()):
             if wait.asked and wait.deadline <= now:
                 log.warning("no member list from %s in time", sorted(wait.nodes))
@@ -365,16 +368,13 @@ class ClusterNode:
         transport was down are lost, so this node pushes its full member lists and asks
         everyone for theirs.
         """
-        self._now = now
         self._pending_listens.clear()
         for name in self.start():
             self._emit(Listen(name, True))
         for stream, (app_id, channel) in self._channels.items():
-            members = self.hub.local_state(app_id, channel)
-            body = "{" + ",".join(dumps(p) + ":" + e for p, e in members.items()) + "}"
             self._pending_listens[stream] = self._pending_listens.get(stream, 0) + 1
             self._emit(Listen(stream, True))
-            self.send(stream, ["s", self.node], to_wire_bytes(body))
+            self.send(stream, ["s", self.node], self._members_body(app_id, channel))
             wait = self._syncs.get(stream)
             if wait is None:
                 wait = self._syncs[stream] = _SyncWait(self._request_id(), set(), 0.0, stream)

@@ -64,6 +64,8 @@ class _Publisher:
         self.connection = connection
         self._unanswered = 0
         self._wake = asyncio.Event()
+        self._answered = asyncio.Event()
+        self._answered.set()
 
     def publish(self, name: str, payload: bytes) -> bool:
         """Write one PUBLISH; False when the connection cannot take it (closed or backed up)."""
@@ -74,6 +76,7 @@ class _Publisher:
             return False
         writer.writelines(self.connection.pack_command("PUBLISH", name, payload))
         self._unanswered += 1
+        self._answered.clear()
         self._wake.set()
         return True
 
@@ -89,11 +92,12 @@ class _Publisher:
             except ResponseError as exc:
                 log.warning("redis refused a publish: %s", exc)
             self._unanswered -= 1
+            if not self._unanswered:
+                self._answered.set()
 
     async def drained(self) -> None:
         """Wait until every publish written so far has been answered."""
-        while self._unanswered:
-            await asyncio.sleep(0.005)
+        await self._answered.wait()
 
 
 class RedisBroker:
