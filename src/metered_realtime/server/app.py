@@ -97,6 +97,7 @@ class Server:
         self.keys = KeyCache(self.store)
         self.hub = Hub(config, _WsSink(self))
         self.broker: RedisBroker | None = None
+        self._node_admin = ClusterAdmin(self)
         self.node_id = random_base62(NODE_ID_LENGTH)
         self.draining = False
         self.stopped = asyncio.Event()
@@ -152,7 +153,7 @@ class Server:
                 on_input=self._reschedule,
                 info={"host": cfg.host, "port": cfg.port, "pid": os.getpid()},
             )
-            self.broker.node.on_request = ClusterAdmin(self).handle
+            self.broker.node.on_request = self._node_admin.handle
             await self.broker.start()
         self.spawn(self._refresh_keys())
         self._ws = await serve(
@@ -388,7 +389,7 @@ class Server:
         if self.broker is None:
             if node is not None and node != self.node_id:
                 return {}
-            return {self.node_id: ClusterAdmin(self).handle(op, args)}
+            return {self.node_id: self._node_admin.handle(op, args)}
         return await self.broker.ask(op, args, node)
 
     # --- timers -----------------------------------------------------------
