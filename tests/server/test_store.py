@@ -373,8 +373,8 @@ def test_sqlite_shared_between_processes(tmp_path: Path) -> None:
 # --- PostgreSQL --------------------------------------------------------------
 
 
-def _open_concurrently(url: str, n: int) -> list[BaseException]:
-    """Start ``n`` PostgresStores on ``url`` at the same instant; what they raised."""
+def _open_concurrently(target: str, n: int) -> list[BaseException]:
+    """Open ``n`` stores on ``target`` at the same instant; what they raised."""
     barrier = threading.Barrier(n)
     stores: list[Store] = []
     errors: list[BaseException] = []
@@ -382,7 +382,7 @@ def _open_concurrently(url: str, n: int) -> list[BaseException]:
     def start() -> None:
         barrier.wait(timeout=30)
         try:
-            stores.append(PostgresStore(url))
+            stores.append(open_store(target))
         except BaseException as exc:
             errors.append(exc)
 
@@ -451,3 +451,11 @@ def test_postgres_least_privilege_role(postgres_store_url: str) -> None:
         with psycopg.connect(postgres_store_url, autocommit=True) as admin:
             admin.execute(f"DROP OWNED BY {role}".encode())
             admin.execute(f"DROP ROLE {role}".encode())
+
+
+
+def test_sqlite_opened_by_many_at_once(tmp_path: Path) -> None:
+    # `serve --workers N` starts N processes that open (and create) the same file together;
+    # SQLite calls no busy handler while it switches the journal to WAL.
+    for round_ in range(20):
+        assert _open_concurrently(str(tmp_path / f"race-{round_}.db"), 6) == []

@@ -235,9 +235,22 @@ class _SQLite(_Database):
                 _tighten(path + suffix)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._enter_wal()
         for ddl in _SCHEMA.values():
             self._db.execute(ddl.format(float="REAL"))
+
+    def _enter_wal(self) -> None:
+        # SQLite does not call the busy handler while it switches journal mode, so processes that
+        # open a new file together (``serve --workers``) can see "database is locked" here.
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
         cur = self._db.execute(sql, tuple(params))
