@@ -453,7 +453,6 @@ def test_postgres_least_privilege_role(postgres_store_url: str) -> None:
             admin.execute(f"DROP ROLE {role}".encode())
 
 
-
 def test_sqlite_opened_by_many_at_once(tmp_path: Path) -> None:
     # `serve --workers N` starts N processes that open (and create) the same file together;
     # SQLite calls no busy handler while it switches the journal to WAL.
