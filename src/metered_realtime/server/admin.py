@@ -14,14 +14,18 @@ reload them at once.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import console, openapi
 from .broker.node import NODE_ID_LENGTH
 from .front import Handler, HttpRequest, HttpResponse, Router
+from .rates import SAMPLE_INTERVAL, RateRing
 from .store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS, PublishableKey
 
 if TYPE_CHECKING:
@@ -56,6 +60,18 @@ class ClusterAdmin:
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        self.rates = RateRing()
+
+    def sample(self, now: float) -> None:
+        """Record the hub's counters for the rates the console charts."""
+        stats = self.server.hub.stats
+        self.rates.record(now, stats.frames_received, stats.deliveries, stats.closes)
+
+    async def sample_forever(self) -> None:
+        """Sample every ``SAMPLE_INTERVAL`` seconds until cancelled."""
+        while True:
+            self.sample(time.time())
+            await asyncio.sleep(SAMPLE_INTERVAL)
 
     def handle(self, op: str, args: Any) -> Any:
         """Run ``op`` on this node."""
@@ -77,6 +93,17 @@ class ClusterAdmin:
             ]
         if op == "apps":
             return {app.id: len(app.peers) for app in hub.apps.values() if app.peers}
+        if op == "members":
+            members = hub.local_state(str(args.get("app")), str(args.get("channel")))
+            return [json.loads(entry) for entry in members.values()]
+        if op == "stats":
+            return {
+                "connections": len(hub.conns),
+                "channels": sum(len(app.channels) for app in hub.apps.values()),
+                "apps": sum(1 for app in hub.apps.values() if app.peers),
+                "interval": SAMPLE_INTERVAL,
+                "samples": self.rates.series(),
+            }
         if op == "disconnect":
             for app in hub.apps.values():
                 conn = app.peers.get(str(args.get("peer")))
@@ -118,7 +145,12 @@ class AdminApi:
         router.add("GET", "/metrics", self.metrics)
         router.gate("/metrics", self._metrics_gate)
         router.gate("/admin/", self._admin_gate)
+        router.gate("/console", self._console_gate)
+        router.gate("/console/", self._console_gate)
+        router.add("GET", "/console", console.page)
+        router.add("GET", "/console/{file}", console.asset)
         handlers: list[tuple[str, str, Handler]] = [
+            ("GET", "/admin/openapi.json", self.openapi),
             ("GET", "/admin/apps", self.list_apps),
             ("POST", "/admin/apps", self.create_app),
             ("GET", "/admin/apps/{app}/keys", self.list_keys),
@@ -128,6 +160,8 @@ class AdminApi:
             ("DELETE", "/admin/keys/{key}", self.revoke),
             ("GET", "/admin/connections", self.connections),
             ("GET", "/admin/channels", self.channels),
+            ("GET", "/admin/members", self.members),
+            ("GET", "/admin/stats", self.stats),
             ("POST", "/admin/peers/{peer}/disconnect", self.disconnect),
             ("POST", "/admin/drain", self.drain),
             ("GET", "/admin/nodes", self.nodes),
@@ -143,6 +177,13 @@ class AdminApi:
             return HttpResponse.json(404, {"error": "the admin API is not enabled"})
         if not _bearer(request, expected):
             return HttpResponse.json(401, {"error": "admin token required"})
+        return None
+
+    def _console_gate(self, request: HttpRequest) -> HttpResponse | None:
+        # The page itself holds no secret (it asks for the token); without an admin API
+        # there is nothing for it to show.
+        if not self.server.config.admin_token:
+            return HttpResponse.json(404, {"error": "the admin API is not enabled"})
         return None
 
     def _metrics_gate(self, request: HttpRequest) -> HttpResponse | None:
@@ -180,6 +221,9 @@ class AdminApi:
 
     async def metrics(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(200, self.server.metrics.render(), "text/plain; version=0.0.4")
+
+    async def openapi(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse.json(200, openapi.document())
 
     # --- apps and keys --------------------------------------------------------
 
@@ -301,6 +345,24 @@ class AdminApi:
             for (app_id, name), (subs, members) in sorted(totals.items())
         ]
         return HttpResponse.json(200, {"channels": channels})
+
+    async def members(self, request: HttpRequest) -> HttpResponse:
+        app_id = self._app(request.query.get("app", [""])[0])
+        channel = request.query.get("channel", [""])[0]
+        if not channel:
+            raise ValueError("channel is required")
+        per_node = await self.server.gather("members", {"app": app_id, "channel": channel})
+        listed = [
+            {**member, "node": node}
+            for node, members in sorted(per_node.items())
+            for member in members
+        ]
+        return HttpResponse.json(200, {"members": listed})
+
+    async def stats(self, request: HttpRequest) -> HttpResponse:
+        per_node = await self.server.gather("stats", {})
+        listed = [{"node": node, **info} for node, info in sorted(per_node.items())]
+        return HttpResponse.json(200, {"nodes": listed, "self": self.server.node_id})
 
     async def disconnect(self, request: HttpRequest) -> HttpResponse:
         peer = request.params["peer"]

@@ -22,12 +22,14 @@ from .admin import AdminApi, ClusterAdmin
 from .auth import Refusal, authenticate
 from .broker.node import NODE_ID_LENGTH
 from .config import ServerConfig
+from .forwarded import TrustedProxies
 from .front import ConnectRateLimiter, FrontConnection
 from .hub import Conn, Hub
 from .keycache import KeyCache
 from .logs import websockets_logger
 from .metrics import Metrics
 from .store import Store, open_store, random_base62
+from .tls import server_tls_context
 from .turn import welcome_metadata
 
 if TYPE_CHECKING:
@@ -136,6 +138,14 @@ class Server:
         )
         # Upgrades admitted and not yet closed (what max_connections counts).
         self._upgrades: set[ServerConnection] = set()
+        self._proxies = TrustedProxies(config.trusted_proxies)
+        # Read now, so a bad certificate or key stops the server before it binds.
+        self._tls: dict[str, Any] = {}
+        if config.tls_cert is not None and config.tls_key is not None:
+            self._tls = {
+                "ssl": server_tls_context(config.tls_cert, config.tls_key),
+                "ssl_handshake_timeout": config.handshake_timeout,
+            }
 
     # --- lifecycle --------------------------------------------------------
 
@@ -156,6 +166,7 @@ class Server:
             self.broker.node.on_request = self._node_admin.handle
             await self.broker.start()
         self.spawn(self._refresh_keys())
+        self.spawn(self._node_admin.sample_forever())
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -171,6 +182,7 @@ class Server:
             max_queue=16,
             open_timeout=cfg.handshake_timeout,
             reuse_port=cfg.reuse_port or None,
+            **self._tls,
         )
         sockets = list(self._ws.sockets)
         self.port = sockets[0].getsockname()[1]
@@ -186,6 +198,7 @@ class Server:
                     logger=websockets_logger(),
                     open_timeout=cfg.handshake_timeout,
                     reuse_port=cfg.reuse_port or None,
+                    **self._tls,
                 )
             except OSError:
                 self._ws.close()
@@ -246,7 +259,8 @@ class Server:
         # Every write of a fan-out may find the buffer over the limit before the close runs.
         if conn.alive and conn not in self._evicting:
             self._evicting.add(conn)
-            log.warning("evicting slow consumer %s", conn.peer_id)
+            front = cast(FrontConnection, conn.handle)
+            log.warning("evicting slow consumer %s from %s", conn.peer_id, front.client_host)
             asyncio.get_running_loop().call_soon(self._evict, conn)
 
     def _evict(self, conn: Conn) -> None:
@@ -261,9 +275,12 @@ class Server:
         # Refusals here cost no handshake: the SDKs retry an HTTP error on reconnect.
         if self.draining:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+        peer = connection.remote_address
+        host = peer[0] if isinstance(peer, tuple) else str(peer or "")
+        if self._proxies:
+            host = self._proxies.client_address(host, request.headers.get_all("X-Forwarded-For"))
+        cast(FrontConnection, connection).client_host = host
         if self._limiter is not None:
-            peer = connection.remote_address
-            host = peer[0] if isinstance(peer, tuple) else str(peer or "")
             if not self._limiter.allow(host):
                 too_many = HTTPStatus.TOO_MANY_REQUESTS
                 return self._refuse(connection, too_many, "connecting too often")
@@ -278,6 +295,8 @@ class Server:
 
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
         self.hub.stats.count(self.hub.stats.refusals, status.value)
+        host = cast(FrontConnection, connection).client_host
+        log.debug("refused a connection from %s: %s", host, text)
         response = connection.respond(status, text + "\n")
         response.headers["Retry-After"] = "1"
         return response
@@ -337,6 +356,7 @@ class Server:
         if isinstance(conn, Refusal):
             await ws.close(conn.code, conn.reason)
             return
+        log.debug("peer %s connected from %s", peer_id, front.client_host)
         self._reschedule()
         hub = self.hub
         try:

@@ -86,10 +86,13 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._gates: list[tuple[str, Gate]] = []
+        self.patterns: list[tuple[str, str]] = []
+        """Every ``(method, path pattern)`` added, in order (what the OpenAPI test checks)."""
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
         self._routes.append((method, re.compile(regex + r"\Z"), handler))
+        self.patterns.append((method, pattern))
 
     def gate(self, path: str, check: Gate) -> None:
         """Run ``check`` first for ``path`` (or every path under it, when it ends with ``/``);
@@ -265,6 +268,8 @@ class FrontConnection(ServerConnection):
         """An upgrade's request target as the client sent it (websockets sees ``/v1``)."""
         self.oversized = False
         """The upgrade's request line was longer than ``line_limit``; ``target`` is its start."""
+        self.client_host: str | None = None
+        """An admitted upgrade's client address (from a trusted proxy's X-Forwarded-For)."""
 
     def data_received(self, data: bytes) -> None:
         if self._skipped is not None:
