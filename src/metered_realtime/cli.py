@@ -109,6 +109,20 @@ def _add_serve(sub: Any) -> None:
         default="1",
         help="N processes sharing the port (needs --redis); 'auto' = one per core",
     )
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        help="PEM certificate chain: serve wss:// and https:// (the admin listener too)",
+    )
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert (unencrypted)")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=None,
+        dest="trusted_proxies",
+        metavar="CIDR",
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable)",
+    )
     p.add_argument("--reuse-port", action="store_true", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info")
@@ -215,6 +229,9 @@ def _serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "admin_port": args.admin_port,
         "redis": args.redis,
         "reuse_port": args.reuse_port,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "trusted_proxies": args.trusted_proxies,
     }
     if args.host is None and ENV_PREFIX + "HOST" not in os.environ:
         flags["host"] = "localhost"
@@ -230,9 +247,10 @@ def _warn_admin_token_on_argv(args: argparse.Namespace) -> None:
         )
 
 
-def _print_admin_url(host: str, port: int) -> None:
+def _print_admin_url(config: Any, port: int) -> None:
+    host = config.admin_host
     shown = f"[{host}]" if ":" in host else host
-    print(f"admin-url: http://{shown}:{port}", flush=True)
+    print(f"admin-url: {'https' if config.tls_cert else 'http'}://{shown}:{port}", flush=True)
 
 
 def _free_port(host: str) -> int:
@@ -267,6 +285,10 @@ def _serve_workers(args: argparse.Namespace, argv: Sequence[str], workers: int) 
     if config.redis is None:
         print("--workers needs --redis: the processes form a cluster", file=sys.stderr)
         return 2
+    if config.tls_cert is not None and config.tls_key is not None:
+        from .server.tls import server_tls_context
+
+        server_tls_context(config.tls_cert, config.tls_key)  # each worker would fail alike
     _warn_admin_token_on_argv(args)
     port = config.port
     if port == 0:
@@ -281,11 +303,11 @@ def _serve_workers(args: argparse.Namespace, argv: Sequence[str], workers: int) 
         store.close()
         token = config.admin_token or random_base62(32)
         env["METERED_REALTIME_ADMIN_TOKEN"] = token
-        _print_dev(config.host, port, key, token)
+        _print_dev(config, port, key, token)
     else:
-        print(f"url: ws://{_shown(config.host)}:{port}/v1", flush=True)
+        _print_url(config, port)
     if admin_port is not None:
-        _print_admin_url(config.admin_host, admin_port)
+        _print_admin_url(config, admin_port)
     passed = [a for a in argv if a != "--dev"]
     command = [sys.executable, "-m", "metered_realtime.cli", *passed]
     command += ["--workers", "1", "--reuse-port", "--port", str(port), "--quiet"]
@@ -308,13 +330,20 @@ def _shown(host: str) -> str:
     return "localhost" if host in ("localhost", "127.0.0.1", "::1") else host
 
 
-def _print_dev(host: str, port: int, key: Any, admin_token: str) -> None:
-    shown = _shown(host)
-    print(f"url: ws://{shown}:{port}/v1", flush=True)
+def _ws_url(config: Any, port: int) -> str:
+    return f"{'wss' if config.tls_cert else 'ws'}://{_shown(config.host)}:{port}/v1"
+
+
+def _print_url(config: Any, port: int) -> None:
+    print(f"url: {_ws_url(config, port)}", flush=True)
+
+
+def _print_dev(config: Any, port: int, key: Any, admin_token: str) -> None:
+    _print_url(config, port)
     print(f"app: {key.app_id}", flush=True)
     print(f"key: {key.key}", flush=True)
     print(f"admin-token: {admin_token}", flush=True)
-    print(f"connect: ws://{shown}:{port}/v1?key={key.key}", flush=True)
+    print(f"connect: {_ws_url(config, port)}?key={key.key}", flush=True)
 
 
 async def _exit_with_parent(stop: asyncio.Event) -> None:
@@ -345,11 +374,11 @@ async def _serve(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     if args.dev:
         assert config.admin_token is not None
-        _print_dev(config.host, server.port, _dev_key(store), config.admin_token)
+        _print_dev(config, server.port, _dev_key(store), config.admin_token)
     elif not args.quiet:
-        print(f"url: ws://{_shown(config.host)}:{server.port}/v1", flush=True)
+        _print_url(config, server.port)
     if server.admin_port is not None and not args.quiet:
-        _print_admin_url(config.admin_host, server.admin_port)
+        _print_admin_url(config, server.admin_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -457,19 +486,29 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_serve(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    workers = _worker_count(args.workers)
+    _setup_logging(args.log_level)
+    if workers > 1:
+        return _serve_workers(args, sys.argv[1:] if argv is None else argv, workers)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(args))
+    return uvloop.run(_serve(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``metered-realtime`` command."""
     args = build_parser().parse_args(argv)
     if args.cmd == "serve":
-        workers = _worker_count(args.workers)
-        _setup_logging(args.log_level)
-        if workers > 1:
-            return _serve_workers(args, sys.argv[1:] if argv is None else argv, workers)
+        from .server.tls import TlsSetupError
+
         try:
-            import uvloop
-        except ImportError:
-            return asyncio.run(_serve(args))
-        return uvloop.run(_serve(args))
+            return _run_serve(args, argv)
+        except TlsSetupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.cmd == "keys":
         return _keys(args)
     if args.cmd == "demo":

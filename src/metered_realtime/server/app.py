@@ -280,10 +280,8 @@ class Server:
         if self._proxies:
             host = self._proxies.client_address(host, request.headers.get_all("X-Forwarded-For"))
         cast(FrontConnection, connection).client_host = host
-        if self._limiter is not None:
-            if not self._limiter.allow(host):
-                too_many = HTTPStatus.TOO_MANY_REQUESTS
-                return self._refuse(connection, too_many, "connecting too often")
+        if self._limiter is not None and not self._limiter.allow(host):
+            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS, "connecting too often")
         limit = self.config.max_connections
         if limit is not None and len(self._upgrades) >= limit:
             return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server full")

@@ -72,6 +72,11 @@ class ServerConfig:
     admin_host: str = "127.0.0.1"
     admin_port: int | None = None
     metrics_token: str | None = field(default=None, repr=False)
+    # TLS on both listeners (PEM files; both or neither), and the reverse proxies whose
+    # X-Forwarded-For names the client (docs/self-hosting.md, "Behind a reverse proxy").
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:
@@ -105,7 +110,7 @@ class ServerConfig:
             raise ValueError("ip_connect_rate must be a positive number (or none to turn it off)")
         if not 1 <= self.ip_connect_burst < float("inf"):
             raise ValueError("ip_connect_burst must be at least 1")
-        for network in self.ip_connect_exempt:
+        for network in (*self.ip_connect_exempt, *self.trusted_proxies):
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
         if self.ip_table_size < 1:
             raise ValueError("ip_table_size must be at least 1")
@@ -117,3 +122,5 @@ class ServerConfig:
             raise ValueError("admin_port must be a port number (0 = any free one)")
         if self.metrics_token == "":
             raise ValueError("metrics_token must not be empty (leave it unset for open /metrics)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
