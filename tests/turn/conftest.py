@@ -1,76 +1,44 @@
-"""A real coturn on loopback, in TURN REST (use-auth-secret) mode."""
+"""A real coturn on loopback, in TURN REST (use-auth-secret) mode (tests/support/coturn.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import importlib.util
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.support.coturn import Coturn, running_coturn
+from tests.support.webrtc import keep_ice_on_loopback, peer_factory
 
 
-@dataclass(frozen=True)
-class Coturn:
-    port: int
-    secret: str
-
-    @property
-    def url(self) -> str:
-        return f"turn:127.0.0.1:{self.port}?transport=udp"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = int(udp.getsockname()[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", port))
-    return port
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host candidates on 127.0.0.1, so a direct path exists that only the policy forbids."""
+    if importlib.util.find_spec("aioice") is not None:
+        keep_ice_on_loopback(monkeypatch)
 
 
 @pytest.fixture
 async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
-    binary = shutil.which("turnserver")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("coturn (turnserver) is not installed; .ci/run installs it")
-        pytest.skip("coturn is not installed (apt-get install coturn)")
-    secret = "turn-secret-for-tests"
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "-n",
-        "--listening-ip=127.0.0.1",
-        f"--listening-port={port}",
-        "--relay-ip=127.0.0.1",
-        "--min-port=49160",
-        "--max-port=49360",
-        "--use-auth-secret",
-        f"--static-auth-secret={secret}",
-        "--realm=metered-test",
-        "--no-tls",
-        "--no-dtls",
-        "--no-cli",
-        "--allow-loopback-peers",
-        "--no-software-attribute",
-        "--log-file=stdout",
-        "--simple-log",
-        f"--pidfile={tmp_path / 'turn.pid'}",
-        f"--userdb={tmp_path / 'turndb.sqlite'}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield Coturn(port, secret)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+    """coturn on 127.0.0.1: UDP and TCP on ``port``, TLS on ``tls_port``."""
+    async with running_coturn(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def turn_server(server_factory: Any, coturn: Coturn) -> Callable[..., Any]:
+    """``async with turn_server(urls=None, **config) as srv``: a server whose welcome hands
+    out credentials for ``coturn`` (its UDP URL unless ``urls`` says otherwise)."""
+
+    def start(urls: tuple[str, ...] | None = None, **overrides: Any) -> Any:
+        settings = {"ice_urls": urls or (coturn.url,), "turn_secret": coturn.secret}
+        return server_factory(**{**settings, **overrides})
+
+    return start
+
+
+@pytest.fixture
+def relay_peers() -> Callable[..., Any]:
+    """``async with relay_peers(srv) as make``: MeteredPeers on ``srv``, closed at exit."""
+    return peer_factory

@@ -52,6 +52,7 @@ from ..signalling import (
     SignallingClientOptions,
     SubscribeOptions,
 )
+from .ice_policy import IceTransportPolicy, check_policy, rtc_policy
 from .negotiation import HANGUP_GRACE, is_polite
 from .recovery import RecoveryState
 from .remote import RemotePeer
@@ -139,6 +140,7 @@ class MeteredPeer(EventEmitter):
         reconnect: bool | ReconnectOptions = True,
         inactivity_timeout: float = 60.0,
         auto_resubscribe: bool = True,
+        ice_transport_policy: IceTransportPolicy = "all",
         _client: SignallingClient | None = None,
         _pc_factory: Any = None,
         _reconcile_deadline: float = RECONCILE_DEADLINE,
@@ -146,6 +148,7 @@ class MeteredPeer(EventEmitter):
         _probe_timeout: float | None = None,
         _hangup_grace: float | None = None,
     ) -> None:
+        self._ice_policy = check_policy(ice_transport_policy)
         own_logger = logger if logger is not None else NoopLogger()
         if options is not None and options.logger is not None and logger is None:
             own_logger = options.logger
@@ -241,7 +244,11 @@ class MeteredPeer(EventEmitter):
             for s in (self._ice_servers or ())
         ]
         # Always a list: aiortc substitutes a public STUN server for None.
-        config = RTCConfiguration(iceServers=servers, alwaysNegotiateDataChannels=True)
+        config = RTCConfiguration(
+            iceServers=servers,
+            iceTransportPolicy=rtc_policy(self._ice_policy),
+            alwaysNegotiateDataChannels=True,
+        )
         if self._pc_factory is not None:
             pc = self._pc_factory(config)
         else:
