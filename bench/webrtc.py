@@ -11,22 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import aioice.ice
 from aiortc import AudioStreamTrack
 
+from metered_realtime.demo import embedded_server, restrict_ice_to_loopback
 from metered_realtime.events import DataChannelOpened, DCMessage, DCOpen, StateChange
 from metered_realtime.peer import DataChannel, MeteredPeer
-from metered_realtime.server.app import Server
-from metered_realtime.server.config import ServerConfig
-from metered_realtime.server.store import ALL_PERMISSIONS, Store
 
-# aioice never gathers 127.0.0.1; keep all ICE traffic on loopback.
-aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+restrict_ice_to_loopback()
 
 
 async def wait_connected(peer: MeteredPeer, expected: int, timeout: float) -> None:
@@ -110,23 +104,13 @@ async def throughput(url: str, key: str, megabytes: int, chunk: int) -> dict[str
 
 
 async def main(sizes: list[int], megabytes: int, chunk: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "bench.db")
-        store = Store(db)
-        app = store.create_app("bench")
-        key = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS).key
-        server = Server(ServerConfig(host="127.0.0.1", port=0, db=db), store)
-        await server.start()
-        try:
-            url = f"ws://127.0.0.1:{server.port}"
-            result: dict[str, Any] = {"bench": "webrtc"}
-            for i, n in enumerate(sizes):
-                result[f"join_to_all_connected_s_{n}"] = round(await room(url, key, n, i), 3)
-            result.update(await throughput(url, key, megabytes, chunk))
-            return result
-        finally:
-            await server.stop()
-            store.close()
+    async with embedded_server(app_name="bench") as server:
+        url, key = server.url, server.api_key
+        result: dict[str, Any] = {"bench": "webrtc"}
+        for i, n in enumerate(sizes):
+            result[f"join_to_all_connected_s_{n}"] = round(await room(url, key, n, i), 3)
+        result.update(await throughput(url, key, megabytes, chunk))
+        return result
 
 
 if __name__ == "__main__":

@@ -55,12 +55,14 @@ from typing import Any, Protocol
 
 from metered_realtime import Data, MeteredPeer, PeerJoined, PeerLeft, Track
 from metered_realtime.demo import (
+    BackgroundTasks,
     add_connection_arguments,
     example_connection,
     loopback_requested,
     restrict_ice_to_loopback,
     serve_page,
 )
+from metered_realtime.errors import MeteredRealtimeError
 from metered_realtime.media import AudioSink, AudioSource
 
 RATE = 16000  # what the speech-to-text wants
@@ -297,17 +299,12 @@ class VoiceAgent:
     ) -> None:
         self.peer, self.stt, self.tts, self.make_vad = peer, stt, tts, vad
         self.voice = AudioSource(input_rate=tts.rate, input_layout="mono")
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks()
         self.speak_lock = asyncio.Lock()
         peer.add_track(self.voice, metadata={"role": "agent", "label": "voice agent"})
         peer.on(PeerJoined, self._on_peer)
         peer.on(PeerLeft, lambda ev: log(f"peer left: {ev.peer.id}"))
         peer.on(Data, self._on_data)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     def _on_peer(self, ev: PeerJoined) -> None:
         remote = ev.peer
@@ -316,13 +313,13 @@ class VoiceAgent:
         def on_track(t: Track) -> None:
             if t.track.kind == "audio":
                 log(f"listening to {remote.id}")
-                self._spawn(self.listen(remote.id, t.track))
+                self.tasks.spawn(self.listen(remote.id, t.track))
 
         remote.on(Track, on_track)
 
     def _on_data(self, ev: Data) -> None:
         if isinstance(ev.data, dict) and isinstance(ev.data.get("text"), str):
-            self._spawn(self.answer(ev.sender_peer_id, ev.data["text"], source="text"))
+            self.tasks.spawn(self.answer(ev.sender_peer_id, ev.data["text"], source="text"))
 
     async def listen(self, peer_id: str, track: Any) -> None:
         vad = self.make_vad()
@@ -333,7 +330,7 @@ class VoiceAgent:
                     continue
                 for utterance in vad.feed(chunk):
                     log(f"utterance from {peer_id}: {len(utterance) / (2 * RATE):.2f} s")
-                    self._spawn(self.hear(peer_id, utterance))
+                    self.tasks.spawn(self.hear(peer_id, utterance))
 
     async def hear(self, peer_id: str, pcm: bytes) -> None:
         transcript = await self.stt.transcribe(pcm, RATE)
@@ -343,10 +340,12 @@ class VoiceAgent:
     async def answer(self, peer_id: str, text: str, *, source: str) -> None:
         reply = await respond(text)
         log(f"reply to {peer_id}: {reply!r}")
-        with contextlib.suppress(Exception):  # the peer may have left
+        try:
             await self.peer.send_to(
                 peer_id, {"type": "reply", "source": source, "heard": text, "reply": reply}
             )
+        except MeteredRealtimeError as err:  # the peer may have left
+            log(f"reply to {peer_id} not delivered: {err}")
         if reply:
             await self.say(reply)
 
@@ -357,9 +356,7 @@ class VoiceAgent:
             log(f"speaking {len(pcm) / (2 * self.tts.rate):.2f} s")
 
     async def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.tasks.aclose()
         self.voice.end()
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from metered_realtime import MeteredPeer, PeerJoined, PeerLeft, RemotePeer, StreamRemoved, Track
 from metered_realtime.demo import (
+    BackgroundTasks,
     add_connection_arguments,
     example_connection,
     loopback_requested,
@@ -56,15 +57,10 @@ class RecorderBot:
         self.peer, self.out, self.settle = peer, out, settle
         self.pending: dict[tuple[str, str], list[Any]] = {}  # (peer, group) -> tracks
         self.active: dict[tuple[str, str], Recorder] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks()
         self.saved: list[str] = []
         peer.on(PeerJoined, self._on_peer)
-        peer.on(PeerLeft, lambda ev: self._spawn(self.stop_peer(ev.peer.id)))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        peer.on(PeerLeft, lambda ev: self.tasks.spawn(self.stop_peer(ev.peer.id)))
 
     def _on_peer(self, ev: PeerJoined) -> None:
         remote: RemotePeer = ev.peer
@@ -79,10 +75,10 @@ class RecorderBot:
             if key in self.active:  # late track of a running stream: a file of its own
                 key = (remote.id, f"{group}-{t.track.kind}-{safe(t.track.id)[:8]}")
             self.pending[key] = [t.track]
-            self._spawn(self._start_after_settle(key))
+            self.tasks.spawn(self._start_after_settle(key))
 
         def on_removed(ev: StreamRemoved) -> None:
-            self._spawn(self.stop((remote.id, ev.stream.id)))
+            self.tasks.spawn(self.stop((remote.id, ev.stream.id)))
 
         remote.on(Track, on_track)
         remote.on(StreamRemoved, on_removed)
@@ -115,9 +111,7 @@ class RecorderBot:
             await self.stop(key)
 
     async def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.tasks.aclose()
         for key in list(self.active):
             await self.stop(key)
 

@@ -14,27 +14,14 @@ from tests.support.ci_skips import register as register_ci_skips
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.redis import RedisServer, RedisUnavailable
 
+from metered_realtime.demo.embedded import EmbeddedServer, embedded_server
 from metered_realtime.server.app import Server
-from metered_realtime.server.config import ServerConfig
-from metered_realtime.server.store import ALL_PERMISSIONS, Store
 from metered_realtime.tokens import mint_token
 
 
 @dataclasses.dataclass
-class RunningServer:
+class RunningServer(EmbeddedServer):
     """A started server plus an app with an all-permission publishable key and a secret key."""
-
-    server: Server
-    store: Store
-    app_id: str
-    api_key: str
-    secret_key_id: str
-    secret: str = dataclasses.field(repr=False)
-
-    @property
-    def url(self) -> str:
-        """The origin to pass to SDKs as ``url=``."""
-        return f"ws://127.0.0.1:{self.server.port}"
 
     def key_url(self, key: str | None = None) -> str:
         """The full connect URL for a publishable key (default: the all-permission one)."""
@@ -82,18 +69,8 @@ def server_factory(tmp_path: Path) -> ServerFactory:
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[RunningServer]:
         db = str(tmp_path / f"store-{next(counter)}.db")
-        config = ServerConfig(**{"host": "127.0.0.1", "port": 0, "db": db, **overrides})
-        store = Store(db)
-        app = store.create_app("test")
-        pk = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS)
-        sk = store.create_secret_key(app.id)
-        server = Server(config, store)
-        await server.start()
-        try:
-            yield RunningServer(server, store, app.id, pk.key, sk.id, sk.secret)
-        finally:
-            await server.stop()
-            store.close()
+        async with embedded_server(**{"db": db, "app_name": "test", **overrides}) as srv:
+            yield RunningServer(**{f.name: getattr(srv, f.name) for f in dataclasses.fields(srv)})
 
     return start
 

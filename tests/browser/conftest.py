@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.support.browser import Browser, StaticSite, browser_unavailable
+from tests.support.browser import Browser, browser_unavailable, static_site
 from tests.support.webrtc import keep_ice_on_loopback, peer_factory
+
+from metered_realtime.demo.site import StaticSite
 
 
 def _require_browser() -> None:
@@ -26,7 +28,7 @@ def _require_browser() -> None:
 def site() -> Iterator[StaticSite]:
     """The test page and the SDK's UMD build over HTTP on 127.0.0.1."""
     _require_browser()
-    served = StaticSite()
+    served = static_site()
     try:
         yield served
     finally:

@@ -17,7 +17,8 @@ from tests.conftest import redis_process
 from tests.server.test_admin import call
 from tests.support.redis import RedisServer
 
-from metered_realtime.server.store import ALL_PERMISSIONS, open_store
+from metered_realtime.demo.embedded import provision_app
+from metered_realtime.server.store import open_store
 
 ADMIN_TOKEN = "cluster-test-admin-token"
 _prefixes = itertools.count()
@@ -88,9 +89,8 @@ class Cluster:
         self.redis = redis
         self.prefix = f"c{os.getpid()}x{next(_prefixes)}"
         store = open_store(self.db)
-        app = store.create_app("cluster")
-        self.app_id = app.id
-        self.key = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS).key
+        keys = provision_app(store, "cluster")
+        self.app_id, self.key = keys.app_id, keys.api_key
         store.close()
         self.nodes: list[Node] = []
 

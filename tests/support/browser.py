@@ -2,7 +2,7 @@
 
 Pieces:
 
-* `StaticSite` serves ``tests/browser/page/`` (index.html, harness.js) and the SDK's UMD build
+* `static_site()` serves ``tests/browser/page/`` (index.html, harness.js) and the SDK's UMD build
   (``/sdk.js``) over HTTP on 127.0.0.1, from a thread.
 * `Browser` spawns ``node tests/browser/driver.mjs`` (playwright-core, ``/usr/bin/chromium``,
   a fresh user data dir) and speaks its JSON-lines protocol; `Browser.open(label)` returns a
@@ -20,18 +20,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
-import http.server
 import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from tests.support.linedriver import LineDriver, Pred
+
+from metered_realtime.demo.site import HTML, JAVASCRIPT, StaticSite
 
 ROOT = Path(__file__).resolve().parent.parent
 BROWSER_DIR = ROOT / "browser"
@@ -111,60 +110,17 @@ def browser_unavailable() -> str | None:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: ClassVar[dict[str, tuple[Path, str]]] = {}
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/favicon.ico":
-            self.send_response(204)
-            self.end_headers()
-            return
-        route = self.routes.get(path)
-        if route is None:
-            self.send_error(404)
-            return
-        path, ctype = route
-        body = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class StaticSite:
+def static_site() -> StaticSite:
     """The test page and the SDK, served on 127.0.0.1 (ephemeral port) from a daemon thread."""
-
-    def __init__(self) -> None:
-        routes = {
-            "/": (PAGE_DIR / "index.html", "text/html; charset=utf-8"),
-            "/index.html": (PAGE_DIR / "index.html", "text/html; charset=utf-8"),
-            "/harness.js": (PAGE_DIR / "harness.js", "text/javascript; charset=utf-8"),
-            "/sdk.js": (SDK_UMD, "text/javascript; charset=utf-8"),
+    index = (PAGE_DIR / "index.html", HTML)
+    return StaticSite(
+        {
+            "/": index,
+            "/index.html": index,
+            "/harness.js": (PAGE_DIR / "harness.js", JAVASCRIPT),
+            "/sdk.js": (SDK_UMD, JAVASCRIPT),
         }
-        handler = type("Handler", (_Handler,), {"routes": routes})
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=functools.partial(self.httpd.serve_forever, poll_interval=0.2),
-            name="browser-static-site",
-            daemon=True,
-        )
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+    )
 
 
 # -- the driver -------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from typing import Any
 
 from tests.conftest import RunningServer, ServerFactory
 
+from metered_realtime.demo.embedded import provision_app
 from metered_realtime.server.app import Server
 from metered_realtime.server.config import ServerConfig
-from metered_realtime.server.store import ALL_PERMISSIONS, open_store
+from metered_realtime.server.store import open_store
 
 _clusters = itertools.count()
 
@@ -60,9 +61,7 @@ def cluster_factory(tmp_path: Path, redis_url: str, size: int = 2) -> ServerFact
         settings = {"host": "127.0.0.1", "port": 0, "db": db, "redis": redis_url}
         config = ServerConfig(**{**settings, "redis_prefix": prefix, **overrides})
         store = open_store(db)
-        app = store.create_app("test")
-        pk = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS)
-        sk = store.create_secret_key(app.id)
+        keys = provision_app(store, "test")
         nodes: list[Server] = []
         try:
             for _ in range(size):
@@ -70,7 +69,7 @@ def cluster_factory(tmp_path: Path, redis_url: str, size: int = 2) -> ServerFact
                 await node.start()
                 nodes.append(node)
             await until_cluster_formed(nodes)
-            yield ClusterServer(nodes[0], store, app.id, pk.key, sk.id, sk.secret, nodes)
+            yield ClusterServer(nodes[0], store, *dataclasses.astuple(keys), cluster=nodes)
         finally:
             for node in nodes:
                 await node.stop()

@@ -17,7 +17,9 @@ def keep_ice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     import aioice.ice
 
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    from metered_realtime.demo.loopback import loopback_host_addresses
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback_host_addresses)
 
 
 @contextlib.asynccontextmanager

@@ -27,13 +27,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..tokens import PERMISSIONS
+
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger("metered_realtime.server.store")
 
 _BASE62 = string.ascii_letters + string.digits
-ALL_PERMISSIONS: frozenset[str] = frozenset({"subscribe", "publish", "presence", "send"})
+# The one permission set: tokens.py holds it, as the SDK mints tokens without the server.
+ALL_PERMISSIONS: frozenset[str] = PERMISSIONS
 DEFAULT_KEY_PERMISSIONS: frozenset[str] = frozenset({"subscribe", "publish", "presence"})
 
 POSTGRES_URL_PREFIXES = ("postgresql://", "postgres://")
