@@ -127,10 +127,12 @@ async def _accepts(ip: str, port: int) -> bool:
     return True
 
 
-async def _wait_listening(coturn: Coturn, proc: asyncio.subprocess.Process) -> None:
+async def _wait_listening(
+    coturn: Coturn, proc: asyncio.subprocess.Process, ports: list[int]
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
-    for port in (coturn.port, coturn.tls_port):
+    for port in ports:
         while not await _accepts(coturn.ip, port):
             if proc.returncode is not None or loop.time() > deadline:
                 log = coturn.log_file.read_text(errors="replace")[-2000:]
@@ -140,11 +142,15 @@ async def _wait_listening(coturn: Coturn, proc: asyncio.subprocess.Process) -> N
 
 @contextlib.asynccontextmanager
 async def running_coturn(
-    state_dir: Path, ip: str = "127.0.0.1", *, loopback_peers: bool = True
+    state_dir: Path,
+    ip: str = "127.0.0.1",
+    *,
+    loopback_peers: bool = True,
+    listeners: tuple[str, ...] = ("udp", "tcp", "tls"),
 ) -> AsyncIterator[Coturn]:
     """Start coturn listening on ``ip`` (UDP and TCP on one port, TLS on another), relaying
     from ``ip`` too; stop it on exit. ``loopback_peers`` lets it relay to 127.0.0.0/8, which
-    only a test on loopback needs.
+    only a test on loopback needs; ``listeners`` names the client transports it accepts.
     """
     binary = turnserver_binary()
     cert, key = make_certificate(state_dir, ip)
@@ -167,12 +173,15 @@ async def running_coturn(
     )
     coturn = Coturn(ip, port, tls_port, cert, state_dir / "turnserver.log")
     args = [binary, "-c", str(config)] + (["--allow-loopback-peers"] if loopback_peers else [])
+    args += [f"--no-{kind}" for kind in ("udp", "tcp", "tls") if kind not in listeners]
     with coturn.log_file.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
         )
     try:
-        await _wait_listening(coturn, proc)
+        # UDP cannot be probed without a TURN request; the TCP listener opens with it.
+        probed = [p for kind, p in (("tcp", port), ("tls", tls_port)) if kind in listeners]
+        await _wait_listening(coturn, proc, probed)
         yield coturn
     finally:
         if proc.returncode is None:
