@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -142,3 +144,82 @@ def test_demo_browser_mode_serves_the_page_until_interrupted() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+async def test_background_tasks_log_failures_and_cancel_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import logging
+
+    from metered_realtime.demo import BackgroundTasks
+
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    tasks = BackgroundTasks()
+    never = asyncio.Event()
+    with caplog.at_level(logging.DEBUG, logger="metered_realtime.demo"):
+        failed = tasks.spawn(fail())
+        waiting = tasks.spawn(never.wait())
+        await asyncio.wait([failed], timeout=5)
+        await asyncio.wait_for(tasks.aclose(), 5)
+    assert waiting.cancelled()
+    assert any(r.exc_info and isinstance(r.exc_info[1], ValueError) for r in caplog.records)
+
+
+def test_static_site_serves_its_routes_only(tmp_path: Path) -> None:
+    from metered_realtime.demo.site import HTML, StaticSite
+
+    script = tmp_path / "app.js"
+    script.write_text("one")
+    site = StaticSite({"/": (b"<p>hi</p>", HTML), "/app.js": (script, "text/javascript")})
+    try:
+        with urllib.request.urlopen(site.url, timeout=5) as resp:
+            assert resp.read() == b"<p>hi</p>"
+            assert resp.headers["Content-Type"] == HTML
+        script.write_text("two")  # a file route is read at each request
+        with urllib.request.urlopen(site.url + "app.js?x=1", timeout=5) as resp:
+            assert resp.read() == b"two"
+        port = int(site.url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            answer = b"".join(iter(lambda: sock.recv(4096), b""))
+        assert b"Content-Length: 9\r\n" in answer and answer.endswith(b"\r\n\r\n")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(site.url + "secret", timeout=5)
+        assert missing.value.code == 404
+        post = urllib.request.Request(site.url, data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post, timeout=5)
+        assert refused.value.code == 501
+    finally:
+        site.close()
+
+
+def test_the_page_is_package_data_with_the_settings_filled_in() -> None:
+    from metered_realtime.demo.page import browser_page
+
+    page = browser_page("ws://127.0.0.1:1", "pk_x", "a</script>", False, "<b>hi</b>")
+    text = page.decode()
+    assert "%%" not in text
+    assert '"apiKey": "pk_x"' in text and "a<\\/script>" in text
+    assert "room <code>a&lt;/script&gt;</code>" in text and "<b>hi</b>" in text
+    assert "npm install" in text
+
+
+def test_provision_app_reuses_the_app_and_grants_every_permission(tmp_path: Path) -> None:
+    from metered_realtime.demo import provision_app
+    from metered_realtime.server import store as store_module
+    from metered_realtime.tokens import PERMISSIONS
+
+    assert store_module.ALL_PERMISSIONS is PERMISSIONS  # one permission set
+    store = store_module.Store(str(tmp_path / "s.db"))
+    try:
+        first, second = provision_app(store, "x"), provision_app(store, "x")
+        assert first.app_id == second.app_id and first.api_key != second.api_key
+        key = store.get_publishable_key(first.api_key)
+        assert key is not None and key.permissions == PERMISSIONS
+        assert first.secret not in repr(first)
+    finally:
+        store.close()
