@@ -7,6 +7,7 @@ import contextlib
 import functools
 import math
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,7 @@ class SignallingClient(EventEmitter):
         reconnect: bool | ReconnectOptions = True,
         inactivity_timeout: float = 60.0,
         auto_resubscribe: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
         _connect: ConnectFn | None = None,
         _sleep: Callable[[float], Awaitable[Any]] | None = None,
         _random: Callable[[], float] | None = None,
@@ -143,6 +145,7 @@ class SignallingClient(EventEmitter):
                 reconnect=reconnect,
                 inactivity_timeout=inactivity_timeout,
                 auto_resubscribe=auto_resubscribe,
+                ssl_context=ssl_context,
             )
         elif not isinstance(options, SignallingClientOptions):
             raise TypeError("options must be a SignallingClientOptions")
@@ -172,6 +175,8 @@ class SignallingClient(EventEmitter):
         self._watchdog = cfg.watchdog_enabled
         self._heartbeat = cfg.heartbeat_interval
         self._auto_resubscribe = cfg.auto_resubscribe
+        # websockets refuses an ssl argument for ws:// (validated: only wss:// gets one).
+        self._tls: dict[str, Any] = {} if cfg.ssl_context is None else {"ssl": cfg.ssl_context}
         self._connect_fn: ConnectFn = _connect if _connect is not None else _default_connect()
         self._sleep: Callable[[float], Awaitable[Any]] = (
             _sleep if _sleep is not None else asyncio.sleep
@@ -417,6 +422,7 @@ class SignallingClient(EventEmitter):
                         ping_interval=None,
                         open_timeout=self._open_timeout,
                         close_timeout=CLOSE_WAIT,
+                        **self._tls,
                     )
                 except Exception as exc:
                     code, reason = _classify_open_failure(exc)

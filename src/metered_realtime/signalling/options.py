@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,8 @@ class SignallingClientOptions:
     reconnect: bool | ReconnectOptions = True
     inactivity_timeout: float = 60.0
     auto_resubscribe: bool = True
+    ssl_context: ssl.SSLContext | None = None
+    """How a ``wss://`` server is verified (e.g. a private CA); None: the system's trust store."""
 
     def __reduce__(self) -> Any:
         raise TypeError("SignallingClientOptions holds a credential and cannot be pickled")
@@ -112,6 +115,7 @@ class ValidatedOptions:
     reconnect: ReconnectOptions | None
     inactivity_timeout: float  # <= 0 or inf: watchdog and heartbeat disabled
     auto_resubscribe: bool
+    ssl_context: ssl.SSLContext | None = None
 
     @property
     def watchdog_enabled(self) -> bool:
@@ -163,6 +167,11 @@ def validate_options(opts: SignallingClientOptions) -> ValidatedOptions:
         raise TypeError("auto_resubscribe must be a bool")
 
     origin = validate_base_url(DEFAULT_URL if opts.url is None else opts.url)
+    if opts.ssl_context is not None:
+        if not isinstance(opts.ssl_context, ssl.SSLContext):
+            raise TypeError("ssl_context must be an ssl.SSLContext")
+        if not origin.startswith("wss://"):
+            raise ValueError("ssl_context applies to wss:// URLs only")
     return ValidatedOptions(
         origin=origin,
         token_provider_timeout=float(timeout),
@@ -170,4 +179,5 @@ def validate_options(opts: SignallingClientOptions) -> ValidatedOptions:
         reconnect=policy,
         inactivity_timeout=float(inactivity),
         auto_resubscribe=opts.auto_resubscribe,
+        ssl_context=opts.ssl_context,
     )
