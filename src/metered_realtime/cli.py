@@ -1,4 +1,5 @@
-"""The ``metered-realtime`` command: serve, keys, token, demo."""
+"""The ``metered-realtime`` command: serve, keys, token, demo, and the admin actions
+(apps, peers, drain, config: see ``admin_cli``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from .admin_cli import add_parsers as add_admin_parsers
+from .admin_cli import config_command
+from .admin_cli import run as run_admin
 
 DEV_APP = "dev"
 DEV_LABEL = "dev"
@@ -147,6 +152,8 @@ def _add_keys(sub: Any) -> None:
     create.add_argument("--db", default="metered-realtime.db")
     lst = keys.add_parser("list", help="list apps and keys (secrets masked)")
     lst.add_argument("--db", default="metered-realtime.db")
+    lst.add_argument("--app", default=None, help="one app's keys, as JSON (name or id)")
+    lst.add_argument("--remote", default=None, metavar="URL", help="through a running server")
     revoke = keys.add_parser("revoke", help="revoke a publishable key or a secret key id")
     revoke.add_argument("key")
     revoke.add_argument("--db", default="metered-realtime.db")
@@ -181,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(sub)
     _add_token(sub)
     _add_demo(sub)
+    add_admin_parsers(sub)
     return parser
 
 
@@ -423,6 +431,11 @@ def _key_grants(args: argparse.Namespace) -> tuple[list[str], set[str]] | str:
 def _keys(args: argparse.Namespace) -> int:
     from .server.store import open_store
 
+    if args.keys_cmd == "list" and (args.app is not None or args.remote is not None):
+        if args.app is None:
+            print("error: keys list --remote needs --app", file=sys.stderr)
+            return 2
+        return run_admin(args)
     store = open_store(args.db)
     try:
         if args.keys_cmd == "create":
@@ -511,6 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.cmd == "keys":
         return _keys(args)
+    if args.cmd in ("apps", "peers", "drain"):
+        return run_admin(args)
+    if args.cmd == "config":
+        return config_command(args)
     if args.cmd == "demo":
         from .demo import main as demo_main
 

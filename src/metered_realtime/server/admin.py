@@ -26,13 +26,14 @@ from . import console, openapi
 from .broker.node import NODE_ID_LENGTH
 from .front import Handler, HttpRequest, HttpResponse, Router
 from .rates import SAMPLE_INTERVAL, RateRing
-from .store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS, PublishableKey
+from .store import ALL_PERMISSIONS, DEFAULT_KEY_PERMISSIONS, PublishableKey, Store
 
 if TYPE_CHECKING:
     from .app import Server
 
 
-def _key_json(key: PublishableKey) -> dict[str, Any]:
+def key_json(key: PublishableKey) -> dict[str, Any]:
+    """A publishable key as the admin API lists it (masked)."""
     return {
         "key": key.masked,
         "app": key.app_id,
@@ -41,6 +42,14 @@ def _key_json(key: PublishableKey) -> dict[str, Any]:
         "origins": list(key.allowed_origins),
         "revoked": key.revoked,
         "label": key.label,
+    }
+
+
+def keys_json(store: Store, app_id: str) -> dict[str, Any]:
+    """An app's keys as the admin API lists them: publishable ones masked, secret ones by id."""
+    return {
+        "publishable": [key_json(k) for k in store.list_publishable_keys(app_id)],
+        "secret": [{"id": k.id, "revoked": k.revoked} for k in store.list_secret_keys(app_id)],
     }
 
 
@@ -265,17 +274,8 @@ class AdminApi:
         return HttpResponse.json(201, {"id": app.id, "name": app.name, "suspended": False})
 
     async def list_keys(self, request: HttpRequest) -> HttpResponse:
-        store = self.server.store
         app_id = self._app(request.params["app"])
-        return HttpResponse.json(
-            200,
-            {
-                "publishable": [_key_json(k) for k in store.list_publishable_keys(app_id)],
-                "secret": [
-                    {"id": k.id, "revoked": k.revoked} for k in store.list_secret_keys(app_id)
-                ],
-            },
-        )
+        return HttpResponse.json(200, keys_json(self.server.store, app_id))
 
     async def create_key(self, request: HttpRequest) -> HttpResponse:
         store = self.server.store
@@ -303,7 +303,7 @@ class AdminApi:
             label=str(body.get("label", "")),
         )
         await self._changed()
-        return HttpResponse.json(201, {**_key_json(key), "key": key.key})
+        return HttpResponse.json(201, {**key_json(key), "key": key.key})
 
     async def revoke(self, request: HttpRequest) -> HttpResponse:
         if not self.server.store.revoke(request.params["key"]):
