@@ -20,7 +20,7 @@ import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from ..protocol import (
     ClientFrame,
@@ -89,23 +89,32 @@ class Bus(Protocol):
 
 
 class RemoteMember:
-    """A presence member that lives on another node."""
+    """A presence member that lives on another node.
 
-    __slots__ = ("channels", "entry", "peer_id", "pending", "wire")
+    ``unannounced`` holds the channels whose deltas do not yet show it joined: they are
+    flushed before any message from it is delivered here.
+    """
+
+    __slots__ = ("channels", "entry", "peer_id", "unannounced", "wire")
 
     def __init__(self, peer_id: str, entry: str) -> None:
         self.peer_id = peer_id
         self.entry = entry
         self.wire = to_wire_bytes(entry)
         self.channels: set[Channel] = set()
-        self.pending: set[Channel] = set()
+        self.unannounced: set[Channel] = set()
 
     def __repr__(self) -> str:
         return f"RemoteMember({self.peer_id!r})"
 
 
 class Conn:
-    """One live connection as the hub sees it."""
+    """One live connection as the hub sees it.
+
+    ``subs`` maps each subscribed channel's name to its ``WantsSenderMetadata`` and
+    ``sender_meta_subs`` counts the True ones; ``unannounced`` holds the channels whose
+    deltas do not yet show this connection joined (flushed before it publishes or sends).
+    """
 
     __slots__ = (
         "alive",
@@ -118,11 +127,11 @@ class Conn:
         "meta_json",
         "peer_id",
         "peer_json",
-        "pending",
         "principal",
         "sender_meta_subs",
         "subs",
         "tokens",
+        "unannounced",
         "wire",
     )
 
@@ -142,9 +151,9 @@ class Conn:
         self.handle = handle
         self.alive = True
         self.peer_json = to_wire_bytes(dumps(peer_id))
-        self.subs: dict[str, bool] = {}
+        self.subs: dict[str, WantsSenderMetadata] = {}
         self.sender_meta_subs = 0
-        self.pending: set[Channel] = set()
+        self.unannounced: set[Channel] = set()
         self.tokens = 0.0
         self.last_refill = now
         # Frames held while a subscribe waits for the cluster to report a channel's members.
@@ -169,32 +178,53 @@ class Conn:
 
 Member: TypeAlias = "Conn | RemoteMember"
 
+WantsSenderMetadata: TypeAlias = bool
+"""A subscription's ``includeSenderMetadata``: its messages carry ``fromMetadata``."""
+
+SnapshotSeq: TypeAlias = int
+"""The channel's presence sequence a member's snapshot included: it sees only later events."""
+
+
+class PresenceEvent(NamedTuple):
+    """A member joined or left a channel; held until the channel's window is flushed."""
+
+    seq: int
+    joined: bool
+    member: Member
+
 
 @dataclass(eq=False, slots=True)
 class Channel:
     """One channel of one app: subscribers, announced members and pending deltas.
 
-    ``members`` maps each local member to the channel sequence its snapshot showed;
-    ``remote`` holds the members of other nodes; ``blob`` caches the snapshot's entries;
+    ``member_entries`` is the members' wire entries joined with commas (a snapshot's body),
+    kept up to date as members join and rebuilt after a leave (``None`` until then);
     ``entry_bytes`` is what the presence budget counts: each member's wire entry plus one.
     """
 
     app: AppState
     name: str
     name_json: str
-    subs: dict[Conn, bool] = field(default_factory=dict)
-    members: dict[Conn, int] = field(default_factory=dict)
-    events: list[tuple[int, bool, Member]] = field(default_factory=list)
+    subs: dict[Conn, WantsSenderMetadata] = field(default_factory=dict)
+    members: dict[Conn, SnapshotSeq] = field(default_factory=dict)
+    """The local members (subscribers with the presence permission)."""
+    remote: dict[str, RemoteMember] = field(default_factory=dict)
+    """The members of other nodes, by peer id."""
+    events: list[PresenceEvent] = field(default_factory=list)
     seq: int = 0
     due: float | None = None
-    blob: bytes | None = b""
-    remote: dict[str, RemoteMember] = field(default_factory=dict)
+    member_entries: bytes | None = b""
     waiting: list[tuple[Conn, SubscribeFrame]] | None = None
     entry_bytes: int = 0
     name_wire: bytes = field(init=False, default=b"")
 
     def __post_init__(self) -> None:
         self.name_wire = to_wire_bytes(self.name_json)
+
+    def add_entry(self, wire: bytes) -> None:
+        """Append a joining member's entry to ``member_entries`` (unless that is stale)."""
+        if self.member_entries is not None:
+            self.member_entries = self.member_entries + b"," + wire if self.member_entries else wire
 
 
 @dataclass(eq=False, slots=True)
@@ -294,7 +324,7 @@ class Hub:
         conn.blocked = None
         for name in list(conn.subs):
             self._unsubscribe(conn, name, now)
-        conn.pending.clear()
+        conn.unannounced.clear()
         app = conn.app
         if app.peers.get(conn.peer_id) is conn:
             del app.peers[conn.peer_id]
@@ -428,13 +458,13 @@ class Hub:
         if self._over_quota(conn.app, now):
             self._error(conn, "over_message_quota", request_id, _QUOTA_MESSAGE)
             return None
-        self._flush_pending_of(conn, now)
+        self._announce_joins_of(conn, now)
         return encoded
 
-    def _flush_pending_of(self, conn: Conn, now: float) -> None:
+    def _announce_joins_of(self, conn: Conn, now: float) -> None:
         # Nobody may hear from X before hearing that X joined.
-        if conn.pending:
-            for channel in list(conn.pending):
+        if conn.unannounced:
+            for channel in list(conn.unannounced):
                 self._flush(channel, now)
 
     def _publish(self, conn: Conn, frame: PublishFrame, now: float) -> None:
@@ -553,20 +583,15 @@ class Hub:
         snapshot: list[bytes] | None = None
         if conn.presence:
             if already:
-                snapshot = self._presence_frames(
-                    channel,
-                    [c.wire for c in channel.members if c is not conn]
-                    + [m.wire for m in channel.remote.values()],
-                    [],
-                )
+                snapshot = self._presence_frames(channel, self._member_wires(channel, conn), [])
             else:
                 if any(c is conn and not j for _, j, c in channel.events):
                     # A leave then a join in one window would cancel out; keep both visible.
                     self._flush(channel, now)
                 snapshot = self._snapshot(channel)
                 self._add_event(channel, True, conn, now)
-                conn.pending.add(channel)
-                channel.blob = (channel.blob + b"," + conn.wire) if channel.blob else conn.wire
+                conn.unannounced.add(channel)
+                channel.add_entry(conn.wire)
                 channel.entry_bytes += len(conn.wire) + 1
                 if self.bus is not None:
                     self.bus.presence(app.id, name, True, conn.peer_id, conn.entry)
@@ -578,21 +603,24 @@ class Hub:
             for payload in snapshot:
                 self.sink.send(conn, payload)
 
-    def _members_blob(self, channel: Channel) -> bytes:
-        if channel.blob is None:
-            entries = [c.wire for c in channel.members]
-            entries.extend(m.wire for m in channel.remote.values())
-            channel.blob = b",".join(entries)
-        return channel.blob
+    def _member_entries(self, channel: Channel) -> bytes:
+        if channel.member_entries is None:
+            channel.member_entries = b",".join(self._member_wires(channel))
+        return channel.member_entries
+
+    @staticmethod
+    def _member_wires(channel: Channel, leave_out: Conn | None = None) -> list[bytes]:
+        """Every member's wire entry, local then remote (without ``leave_out``)."""
+        entries = [c.wire for c in channel.members if c is not leave_out]
+        entries.extend(m.wire for m in channel.remote.values())
+        return entries
 
     def _snapshot(self, channel: Channel) -> list[bytes]:
         """Every member of the channel, for a subscriber not yet among them."""
-        blob = self._members_blob(channel)
-        if len(blob) <= self._presence_room(channel):
-            return [self._presence_frame(channel, blob, b"")]
-        entries = [c.wire for c in channel.members]
-        entries.extend(m.wire for m in channel.remote.values())
-        return self._presence_frames(channel, entries, [])
+        body = self._member_entries(channel)
+        if len(body) <= self._presence_room(channel):
+            return [self._presence_frame(channel, body, b"")]
+        return self._presence_frames(channel, self._member_wires(channel), [])
 
     def _presence_room(self, channel: Channel) -> int:
         """Bytes of entries, separators included, that one presence frame may carry.
@@ -651,7 +679,7 @@ class Hub:
         channel = app.channels[name]
         del channel.subs[conn]
         if channel.members.pop(conn, None) is not None:
-            channel.blob = None
+            channel.member_entries = None
             channel.entry_bytes -= len(conn.wire) + 1
             self._add_event(channel, False, conn, now)
             if self.bus is not None:
@@ -675,7 +703,7 @@ class Hub:
 
     def _add_event(self, channel: Channel, joined: bool, conn: Member, now: float) -> None:
         channel.seq += 1
-        channel.events.append((channel.seq, joined, conn))
+        channel.events.append(PresenceEvent(channel.seq, joined, conn))
         if len(channel.events) >= self.config.presence_flush_events:
             self._flush(channel, now)
         elif channel.due is None:
@@ -691,7 +719,7 @@ class Hub:
             return
         for _, joined, conn in events:
             if joined:
-                conn.pending.discard(channel)
+                conn.unannounced.discard(channel)
         first_seq = events[0][0]
         groups: dict[int, list[Conn]] = {}
         for member, snap_seq in channel.members.items():
@@ -703,7 +731,7 @@ class Hub:
             self._release(channel)
 
     def _delta_frames(
-        self, channel: Channel, events: list[tuple[int, bool, Member]], after: int
+        self, channel: Channel, events: list[PresenceEvent], after: int
     ) -> list[bytes]:
         """The net change after sequence ``after``: no frame, one, or several when big."""
         # A member's own events never fall after its snapshot, so it is never its own entry.
@@ -770,7 +798,7 @@ class Hub:
         channel = self._remote_channel(app_id, name)
         if channel is None or not channel.subs:
             return
-        self._flush_pending_of_remote(channel.app, sender, now)
+        self._announce_joins_of_remote(channel.app, sender, now)
         self._deliver(channel, to_wire_bytes(dumps(sender)), meta_json, data)
 
     def remote_direct(
@@ -787,7 +815,7 @@ class Hub:
         target = app.peers.get(to) if app is not None else None
         if app is None or target is None or not target.alive:
             return False
-        self._flush_pending_of_remote(app, sender, now)
+        self._announce_joins_of_remote(app, sender, now)
         self._deliver_direct(target, to_wire_bytes(dumps(sender)), meta_json, data)
         return True
 
@@ -801,10 +829,10 @@ class Hub:
         else:
             self._error(conn, "peer_not_found", request_id, "no such peer")
 
-    def _flush_pending_of_remote(self, app: AppState, sender: str, now: float) -> None:
+    def _announce_joins_of_remote(self, app: AppState, sender: str, now: float) -> None:
         member = app.remote_peers.get(sender)
-        if member is not None and member.pending:
-            for channel in list(member.pending):
+        if member is not None and member.unannounced:
+            for channel in list(member.unannounced):
                 self._flush(channel, now)
 
     def remote_presence(
@@ -867,11 +895,10 @@ class Hub:
             self._flush(channel, now)
         channel.remote[peer_id] = member
         member.channels.add(channel)
-        member.pending.add(channel)
+        member.unannounced.add(channel)
         # Members admitted by other nodes are counted, never refused: they are in already.
         channel.entry_bytes += len(member.wire) + 1
-        if channel.blob is not None:
-            channel.blob = (channel.blob + b"," + member.wire) if channel.blob else member.wire
+        channel.add_entry(member.wire)
         self._add_event(channel, True, member, now)
 
     def _remove_remote(self, channel: Channel, member: RemoteMember, now: float) -> None:
@@ -880,10 +907,10 @@ class Hub:
 
     def _drop_remote(self, channel: Channel, member: RemoteMember) -> None:
         del channel.remote[member.peer_id]
-        channel.blob = None
+        channel.member_entries = None
         channel.entry_bytes -= len(member.wire) + 1
         member.channels.discard(channel)
-        member.pending.discard(channel)
+        member.unannounced.discard(channel)
         if not member.channels:
             app = channel.app
             if app.remote_peers.get(member.peer_id) is member:
