@@ -156,6 +156,7 @@ class Conn(asyncio.Protocol):
         self.settled = False
         self.close_code: int | None = None
         self.opened = False  # handshake done and, with expect_welcome, the welcome seen
+        self.welcome = b""
         # Fast path: message frames are counted into `sink.delivered` without a call, unless
         # `sink.latency_on` (then on_text sees them).
         self.sink: Any = None
@@ -237,7 +238,8 @@ class Conn(asyncio.Protocol):
                     on_text(self, buf, start, end)
                 else:
                     self.opened = True
-                    self.ready.set_result(None)  # the welcome
+                    self.welcome = buf[start:end]
+                    self.ready.set_result(None)
             elif opcode == 0x9:  # ping -> pong
                 self.transport.write(client_frame(buf[start:end], 0xA))  # type: ignore[union-attr]
             elif opcode == 0x8:  # close: answer and let the server close TCP
@@ -550,6 +552,9 @@ class Publisher:
 class Run:
     """One workload (N subscribers) against one server."""
 
+    server_prefix: list[str] = []  # noqa: RUF012  # e.g. taskset, set by bench/table.py
+    worker_prefix: list[str] = []  # noqa: RUF012
+
     def __init__(self, args: argparse.Namespace, target: str, n: int, deadline: float) -> None:
         self.args = args
         self.target = target
@@ -577,7 +582,8 @@ class Run:
     def _on_progress(self) -> None:
         self.progress.set()
 
-    async def start_server(self) -> None:
+    def server_command(self) -> tuple[list[str], dict[str, str]]:
+        """The server's command line and environment."""
         env = dict(os.environ)
         if self.ours:
             exe = shutil.which("metered-realtime", path=str(Path(sys.executable).parent))
@@ -590,6 +596,11 @@ class Run:
             cmd = [sys.executable, str(HERE / "baseline_server.py"), "--host", self.host]
             cmd += ["--port", "0", "--loop", self.args.baseline_loop]
             cmd += ["--layer", self.args.baseline_layer]
+        return cmd, env
+
+    async def start_server(self) -> None:
+        cmd, env = self.server_command()
+        cmd = self.server_prefix + cmd
         self.server = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.DEVNULL,
@@ -617,6 +628,7 @@ class Run:
     async def start_workers(self) -> None:
         for i in range(self.args.workers):
             proc = await asyncio.create_subprocess_exec(
+                *self.worker_prefix,
                 sys.executable,
                 str(Path(__file__).resolve()),
                 "--worker",
@@ -670,13 +682,19 @@ class Run:
     def _publisher_text(self, conn: Conn, buf: bytes, start: int, end: int) -> None:
         self.publisher.on_text(conn, buf, start, end)
 
+    def presence_members(self) -> int:
+        """Members each subscriber must see before the channel counts as formed."""
+        return self.n - 1
+
     async def form(self) -> None:
         if not self.ours:
             self.result["form_s"] = None  # no subscribe, no presence: connected = formed
             return
         t0 = time.monotonic()
         for w in self.workers:
-            await w.send(cmd="subscribe", channel=CHANNEL, members=self.n - 1, timeout=120.0)
+            await w.send(
+                cmd="subscribe", channel=CHANNEL, members=self.presence_members(), timeout=120.0
+            )
         settled = [await w.expect("settled", self.left(130)) for w in self.workers]
         if all(s["ok"] for s in settled):
             self.result["form_s"] = round(time.monotonic() - t0, 3)
@@ -927,7 +945,8 @@ async def controller(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options (bench/table.py takes its defaults from here)."""
     parser = argparse.ArgumentParser(description="fan-out benchmark (one JSON line on stdout)")
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument(
@@ -961,7 +980,11 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=20.0, help="... at most this long, s")
     parser.add_argument("--budget", type=float, default=480.0, help="whole-run time cap, s")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.worker is not None:
         worker_main(args.worker)
         return
