@@ -1,9 +1,23 @@
-"""WebRTC benchmark: join-to-connected for 2, 4 and 8 peers; data-channel throughput.
+"""WebRTC benchmark: time to first media, join-to-connected, data-channel throughput.
 
 Runs a real server on 127.0.0.1 and real aiortc peers in one process; ICE is kept on the
 loopback interface. Prints ONE JSON line.
 
-    .venv/bin/python bench/webrtc.py [--sizes 2,4,8] [--megabytes 16] [--chunk 16384]
+First media, for rooms of each size and for a sender that is polite towards every other
+member (its peer id sorts first) and one that is impolite towards all (it sorts last):
+
+* ``join_to_media``: the other members are in the room with nothing to send; the sender,
+  its track attached, calls ``join()``; until every member has decoded a frame of it. (The
+  sender's signalling connection is opened just before, to learn its peer id.)
+* ``add_track_to_media``: everybody is in the room, idle; the sender calls ``add_track()``;
+  until every member has decoded a frame of it.
+
+Each is run ``--runs`` times; median and worst are reported in milliseconds. The track is
+aiortc's generated video (``--kind video``) or silent audio (``--kind audio``); aiortc's audio
+receiver holds four packets (80 ms of audio) before it hands out the first frame.
+
+    .venv/bin/python bench/webrtc.py [--sizes 2,8] [--runs 20] [--kind video|audio]
+                                     [--megabytes 16] [--chunk 16384]
 """
 
 from __future__ import annotations
@@ -11,14 +25,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import AudioStreamTrack
+from aiortc import AudioStreamTrack, VideoStreamTrack
 
 from metered_realtime.demo import embedded_server, restrict_ice_to_loopback
-from metered_realtime.events import DataChannelOpened, DCMessage, DCOpen, StateChange
+from metered_realtime.events import (
+    DataChannelOpened,
+    DCMessage,
+    DCOpen,
+    PeerJoined,
+    StateChange,
+    Track,
+)
 from metered_realtime.peer import DataChannel, MeteredPeer
+from metered_realtime.signalling import SignallingClient
 
 restrict_ice_to_loopback()
 
@@ -44,6 +68,107 @@ async def wait_connected(peer: MeteredPeer, expected: int, timeout: float) -> No
                 stream.close()
         else:
             await asyncio.sleep(0.01)  # roster still filling in: cheap bounded poll
+
+
+SENDER_TRIES = 400
+
+
+async def await_roster(peers: list[MeteredPeer], timeout: float = 30) -> None:
+    """Until every peer knows every other one (bounded poll of in-memory state)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not all(len(p.remote_peers) == len(peers) - 1 for p in peers):
+        if loop.time() >= deadline:
+            raise TimeoutError("roster incomplete")
+        await asyncio.sleep(0.005)
+
+
+def first_frames(receivers: list[MeteredPeer]) -> list[asyncio.Future[float]]:
+    """For each receiver: the perf_counter time it decodes the first inbound frame."""
+    loop = asyncio.get_running_loop()
+    done: list[asyncio.Future[float]] = []
+    for peer in receivers:
+        fut: asyncio.Future[float] = loop.create_future()
+        done.append(fut)
+
+        async def decode(track: object, fut: asyncio.Future[float] = fut) -> None:
+            await track.recv()  # type: ignore[attr-defined]
+            if not fut.done():
+                fut.set_result(time.perf_counter())
+
+        def on_track(ev: Track, fut: asyncio.Future[float] = fut) -> None:
+            if not fut.done():
+                task = asyncio.ensure_future(decode(ev.track, fut))
+                fut.add_done_callback(lambda _: task.cancel())
+
+        def on_peer(ev: PeerJoined, on_track: Callable[[Track], None] = on_track) -> None:
+            ev.peer.on(Track, on_track)
+
+        peer.on(PeerJoined, on_peer)
+        for remote in peer.remote_peers:
+            remote.on(Track, on_track)
+    return done
+
+
+async def sender_client(url: str, key: str, others: list[str], polite: bool) -> SignallingClient:
+    """A connected client whose peer id sorts before (polite) or after all of ``others``."""
+    for _ in range(SENDER_TRIES):
+        client = SignallingClient(api_key=key, url=url)
+        await client.connect()
+        me = client.peer_id or ""
+        if (polite and me < min(others)) or (not polite and me > max(others)):
+            return client
+        await client.close()
+    raise RuntimeError("no sender id of the wanted order")
+
+
+async def first_media(
+    url: str, key: str, n: int, polite: bool, on_join: bool, room: str, kind: str
+) -> float:
+    """Milliseconds from the sender's join() or add_track() until all n-1 members decode."""
+    receivers = [MeteredPeer(api_key=key, url=url) for _ in range(n - 1)]
+    peers = list(receivers)
+    try:
+        for p in receivers:
+            await p.join(room)
+        client = await sender_client(url, key, [p.peer_id or "" for p in receivers], polite)
+        sender = MeteredPeer(_client=client)
+        peers.append(sender)
+        frames = first_frames(receivers)
+        track = VideoStreamTrack() if kind == "video" else AudioStreamTrack()
+        if on_join:
+            sender.add_track(track)
+            start = time.perf_counter()
+            await sender.join(room)
+        else:
+            await sender.join(room)
+            await await_roster(peers)
+            start = time.perf_counter()
+            sender.add_track(track)
+        ends = await asyncio.wait_for(asyncio.gather(*frames), 60)
+        return (max(ends) - start) * 1000
+    finally:
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+
+
+async def repeat(runs: int, once: Callable[[int], Awaitable[float]]) -> dict[str, float]:
+    values = [await once(i) for i in range(runs)]
+    return {"median": round(statistics.median(values), 1), "worst": round(max(values), 1)}
+
+
+async def first_media_figures(url: str, key: str, n: int, runs: int, kind: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for on_join, what in ((True, "join_to_media"), (False, "add_track_to_media")):
+        for polite in (True, False):
+            name = f"{what}_ms_{n}_{'polite' if polite else 'impolite'}_sender"
+
+            async def once(
+                i: int, on_join: bool = on_join, polite: bool = polite, name: str = name
+            ) -> float:
+                return await first_media(url, key, n, polite, on_join, f"{name}-{i}", kind)
+
+            out[name] = await repeat(runs, once)
+    return out
 
 
 async def room(url: str, key: str, n: int, index: int) -> float:
@@ -103,10 +228,14 @@ async def throughput(url: str, key: str, megabytes: int, chunk: int) -> dict[str
         await asyncio.gather(a.close(), b.close(), return_exceptions=True)
 
 
-async def main(sizes: list[int], megabytes: int, chunk: int) -> dict[str, Any]:
+async def main(
+    sizes: list[int], runs: int, kind: str, megabytes: int, chunk: int
+) -> dict[str, Any]:
     async with embedded_server(app_name="bench") as server:
         url, key = server.url, server.api_key
-        result: dict[str, Any] = {"bench": "webrtc"}
+        result: dict[str, Any] = {"bench": "webrtc", "runs": runs, "media_kind": kind}
+        for n in sizes:
+            result.update(await first_media_figures(url, key, n, runs, kind))
         for i, n in enumerate(sizes):
             result[f"join_to_all_connected_s_{n}"] = round(await room(url, key, n, i), 3)
         result.update(await throughput(url, key, megabytes, chunk))
@@ -115,9 +244,11 @@ async def main(sizes: list[int], megabytes: int, chunk: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="2,4,8")
+    parser.add_argument("--sizes", default="2,8")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--kind", choices=("video", "audio"), default="video")
     parser.add_argument("--megabytes", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=16384)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    print(json.dumps(asyncio.run(main(sizes, args.megabytes, args.chunk))))
+    print(json.dumps(asyncio.run(main(sizes, args.runs, args.kind, args.megabytes, args.chunk))))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from metered_realtime.events import StateChange
@@ -57,3 +57,25 @@ def remote_of(peer: MeteredPeer, other: MeteredPeer) -> RemotePeer:
         if remote.id == other.peer_id:
             return remote
     raise AssertionError(f"{peer!r} does not know {other.peer_id}")
+
+
+async def latest_delivers(
+    tracks: list[Any], receive: Callable[[Any], Awaitable[Any]], tries: int = 8
+) -> None:
+    """Until ``receive(track)`` succeeds for the latest of ``tracks`` (bounded).
+
+    A collision rebuilds a connection, so an inbound track of the torn-down connection may
+    never deliver: converge on the latest one.
+    """
+    from tests.support.waiting import until
+
+    seen = 0
+    for _ in range(tries):
+        await until(lambda seen=seen: len(tracks) > seen, 15)
+        seen = len(tracks)
+        try:
+            await receive(tracks[-1])
+            return
+        except Exception:  # a track of a torn-down connection: wait for the next one
+            continue
+    raise AssertionError("no inbound track delivered")

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,34 +67,33 @@ def test_burst_is_coalesced_into_one_offer() -> None:
     assert s.signaling == "stable" and not s.dirty
 
 
-def test_polite_defers_first_offer_two_seconds() -> None:
-    s = n.initial_state(polite=True)
+@pytest.mark.parametrize("polite", [True, False])
+def test_either_side_offers_its_first_need_at_once_with_no_timer(polite: bool) -> None:
+    # The published SDK's polite side waits 2 s for an offer the impolite side may never
+    # make (it has nothing to send): media would wait with it (SDK.md section 14.13).
+    s = n.initial_state(polite=polite)
     s, acts = run(s, n.NegotiationNeeded(), 10.0)
-    assert not any(isinstance(a, n.MakeOffer) for a in acts)
-    assert n.ScheduleAt(12.0) in acts
-    s, acts = run(s, n.Tick(), 11.9)
-    assert not any(isinstance(a, n.MakeOffer) for a in acts)
-    s, acts = run(s, n.Tick(), 12.0)
     assert n.MakeOffer(0) in acts
-    # Later offers are not deferred.
-    s, _ = run(s, n.LocalDescriptionReady(0, "offer", "o"), 12.1)
-    s, _ = run(s, n.RemoteAnswer("a"), 12.2)
-    s, _ = run(s, n.RemoteAnswerApplied(0), 12.3)
+    assert not any(isinstance(a, n.ScheduleAt) for a in acts)
+    assert s.deadline() is None
+    s, _ = run(s, n.LocalDescriptionReady(0, "offer", "o"), 10.1)
+    s, _ = run(s, n.RemoteAnswer("a"), 10.2)
+    s, _ = run(s, n.RemoteAnswerApplied(0), 10.3)
     s, acts = run(s, n.NegotiationNeeded(), 20.0)
     assert n.MakeOffer(0) in acts
 
 
-def test_polite_deferral_ends_when_the_remote_offers() -> None:
+def test_polite_first_offers_colliding_costs_one_rebuild_then_its_media_follows() -> None:
     s = n.initial_state(polite=True)
     s, _ = run(s, n.NegotiationNeeded(), 0.0)
-    s, acts = run(s, n.RemoteOffer(sdp("r1")), 0.5)
-    assert set(kinds(acts)) == {n.SetPeerState, n.ApplyRemoteOffer}
-    assert s.defer_until is None and not s.dirty
-    s, acts = run(s, n.LocalDescriptionReady(0, "answer", "ans"), 0.6)
-    assert [type(a) for a in acts] == [n.SendSignal, n.SendSignal]
-    assert acts[1] == n.SendSignal({"type": "rtc-ice", "candidate": None})
-    s, acts = run(s, n.Tick(), 3.0)
-    assert not any(isinstance(a, n.MakeOffer) for a in acts)
+    s, _ = run(s, n.LocalDescriptionReady(0, "offer", sdp("p0")), 0.01)
+    s, acts = run(s, n.RemoteOffer(sdp("r1")), 0.02)
+    assert kinds(acts) == [n.Rebuild, n.ApplyRemoteOffer]
+    assert acts[0] == n.Rebuild(1, "collision")
+    # Our media found no m-section of theirs: the answer earns one follow-up offer at once.
+    s, acts = run(s, n.LocalDescriptionReady(1, "answer", "ans", unsatisfied=True), 0.03)
+    assert [type(a) for a in acts] == [n.SendSignal, n.SendSignal, n.MakeOffer]
+    assert s.deadline() is None
 
 
 def test_unsatisfied_answer_gets_exactly_one_follow_up_offer() -> None:
@@ -121,8 +121,6 @@ def test_follow_up_is_not_repeated_for_the_same_offer_cycle() -> None:
 def offering(polite: bool) -> n.NegotiationState:
     s = n.initial_state(polite=polite)
     s, _ = run(s, n.NegotiationNeeded(), 0.0)
-    if polite:
-        s, _ = run(s, n.Tick(), 2.0)
     assert s.making_offer
     return s
 
@@ -322,10 +320,8 @@ def test_signalling_drop_pauses_recovery_and_idle_stays_idle() -> None:
     s, acts = run(s, n.Reconcile(polite=True), 3.0)
     assert n.Rebuild(1, "reconcile") in acts
     assert s.polite and not s.started and s.peer_state == "reconnecting"
-    # Fresh negotiation: a polite side defers its first offer again.
+    # Fresh negotiation on the new connection, offered at once.
     s, acts = run(s, n.NegotiationNeeded(), 3.0)
-    assert not any(isinstance(a, n.MakeOffer) for a in acts)
-    s, acts = run(s, n.Tick(), 5.0)
     assert n.MakeOffer(1) in acts
     s, _ = run(s, n.LocalDescriptionReady(1, "offer", "o"), 5.0)
     s, _ = run(s, n.RemoteAnswer("a"), 5.1)

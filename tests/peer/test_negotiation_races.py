@@ -17,7 +17,6 @@ def offered_and_connected(polite: bool = False) -> n.NegotiationState:
     """We offered on generation 0, the remote answered with ufrag r0, and we connected."""
     s = n.initial_state(polite=polite)
     s, _ = n.decide(s, n.NegotiationNeeded(), 0.0)
-    s, _ = n.decide(s, n.Tick(), 2.0)
     s, _ = n.decide(s, n.LocalDescriptionReady(0, "offer", sdp("l0")), 2.0)
     s, acts = n.decide(s, n.RemoteAnswer(sdp("r0")), 2.1)
     assert n.ApplyRemoteAnswer(0, sdp("r0")) in acts

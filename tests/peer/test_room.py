@@ -111,7 +111,7 @@ async def test_data_channel_first_on_a_fresh_connection(make_peer: Any) -> None:
     await b.join("room-dc")
     await until(lambda: bool(a.remote_peers and b.remote_peers), 10)
     ra, rb = remote_of(a, b), remote_of(b, a)
-    # The polite side creates it: its offer is deferred, then carries the SCTP section.
+    # The polite side creates it: its first offer carries the SCTP section.
     creator, other = (ra, rb) if ra.polite else (rb, ra)
     opened = Expect(other, DataChannelOpened)
     dc = DataChannel(creator.create_data_channel("first"))

@@ -8,11 +8,12 @@ pytest.importorskip("aiortc")
 
 import asyncio
 import fractions
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import av
 from aiortc import AudioStreamTrack, VideoStreamTrack
-from tests.peer.helpers import Expect, remote_of, wait_state
+from tests.peer.helpers import Expect, latest_delivers, remote_of, wait_state
 from tests.support.faultproxy import FaultProxy
 from tests.support.waiting import until
 
@@ -80,24 +81,15 @@ async def test_glare_both_add_tracks_at_once_converges(make_peer: Any) -> None:
     b.add_track(vb)
     # Collisions rebuild connections, so earlier inbound tracks may die: converge on the
     # latest ones, within a bounded number of tries.
-    await latest_delivers(at_b, 320)
-    await latest_delivers(at_a, 160)
+    await latest_delivers(at_b, of_width(320))
+    await latest_delivers(at_a, of_width(160))
     await wait_state(ra, "connected")
     await wait_state(rb, "connected")
     assert ra._neg.signaling == "stable" and rb._neg.signaling == "stable"
 
 
-async def latest_delivers(tracks: list[Any], width: int, tries: int = 8) -> None:
-    seen = 0
-    for _ in range(tries):
-        await until(lambda seen=seen: len(tracks) > seen, 15)
-        seen = len(tracks)
-        try:
-            await frame_of_width(tracks[-1], width, timeout=3)
-            return
-        except Exception:  # a track of a torn-down connection: wait for the next one
-            continue
-    raise AssertionError(f"no inbound track delivered width {width}")
+def of_width(width: int) -> Callable[[Any], Awaitable[None]]:
+    return lambda track: frame_of_width(track, width, timeout=3)
 
 
 async def test_replace_track_swaps_without_renegotiation(make_peer: Any) -> None:
@@ -190,7 +182,7 @@ async def test_killed_connection_triggers_recovery_ladder(make_peer: Any) -> Non
     await came_back.get(25)
     assert ra.pc is not old_a and rb.pc is not old_b
     assert ra._neg.generation >= 1
-    await latest_delivers(again, 320)
+    await latest_delivers(again, of_width(320))
 
 
 async def test_send_rules_and_closed_remote(make_peer: Any) -> None:

@@ -6,7 +6,10 @@ without a network. The rules (PROTOCOL.md sections 7.3-7.5, SDK.md section 7):
 
 * polite = local peer id < remote peer id (plain string comparison);
 * negotiation is explicit and single-flight; a burst of needs is coalesced into one offer;
-* the polite side defers its *first* offer up to 2 s, waiting for the impolite side's offer;
+* both sides offer as soon as they have something to negotiate. The published SDK's polite
+  side waits up to 2 s for the other side's offer, which is a 2 s wait for media whenever the
+  polite side adds it first and the impolite side has nothing to offer (SDK.md section 14.13);
+  offering at once costs a rebuild instead, and only when both sides offer at the same moment;
 * an offer is colliding when we are making an offer or are not ``stable``; the impolite side
   ignores it (and suppresses candidate errors meanwhile); the polite side rebuilds its
   connection (aiortc has no rollback) and then answers;
@@ -44,7 +47,6 @@ from . import recovery
 from .recovery import RecoveryState
 from .sdp import extract_ice_ufrag
 
-POLITE_DEFER = 2.0
 REBUILD_COOLDOWN = 2.0
 MAX_CANDIDATES_PER_GENERATION = 200
 MAX_CANDIDATE_LENGTH = 1000
@@ -270,7 +272,6 @@ class NegotiationState:
     dirty: bool = False
     started: bool = False
     """Something was offered or answered on this peer since the last fresh start."""
-    defer_until: float | None = None
     remote_set: bool = False
     """The current generation has a remote description (candidates are accepted)."""
     remote_ufrag: str | None = None
@@ -299,8 +300,6 @@ class NegotiationState:
     def deadline(self) -> float | None:
         """The earliest time a ``Tick`` has work to do, or None."""
         times: list[float] = []
-        if self.defer_until is not None:
-            times.append(self.defer_until)
         if self.held_offer is not None and self.last_rebuild_at is not None:
             times.append(self.last_rebuild_at + REBUILD_COOLDOWN)
         if self.recovery.deadline is not None:
@@ -339,7 +338,7 @@ def _set_peer(s: NegotiationState, to: PeerState, out: list[Action]) -> Negotiat
 
 
 def _mark_started(s: NegotiationState, out: list[Action]) -> NegotiationState:
-    s = replace(s, started=True, defer_until=None)
+    s = replace(s, started=True)
     if s.peer_state == "idle":
         s = _set_peer(s, "connecting", out)
     return s
@@ -385,17 +384,10 @@ def _seen(s: NegotiationState, ufrag: str | None) -> NegotiationState:
     return replace(s, remote_ufrag=ufrag, gen_ufrags=_remember(s.gen_ufrags, (ufrag,)))
 
 
-def _try_offer(s: NegotiationState, now: float, out: list[Action]) -> NegotiationState:
+def _try_offer(s: NegotiationState, out: list[Action]) -> NegotiationState:
     """Offer now if something is pending and the machine may offer."""
     if not s.dirty or s.making_offer or s.signaling != "stable" or s.signalling_down:
         return s
-    if s.polite and not s.started:
-        defer_until = s.defer_until
-        if defer_until is None:
-            defer_until = now + POLITE_DEFER
-            s = replace(s, defer_until=defer_until)
-        if now < defer_until:
-            return s
     out.append(MakeOffer(s.generation))
     s = replace(s, making_offer=True, dirty=False)
     return _mark_started(s, out)
@@ -498,10 +490,6 @@ def _transport_died(s: NegotiationState, now: float, out: list[Action]) -> Negot
 
 
 def _on_tick(s: NegotiationState, now: float, out: list[Action]) -> NegotiationState:
-    if s.defer_until is not None and now >= s.defer_until:
-        s = _try_offer(s, now, out)
-        if s.defer_until is not None and now >= s.defer_until:
-            s = replace(s, defer_until=None)
     if s.hangup_until is not None and now >= s.hangup_until:
         s = _transport_died(s, now, out)
     if s.held_offer is not None and not _cooling_down(s, now):
@@ -514,7 +502,7 @@ def _on_tick(s: NegotiationState, now: float, out: list[Action]) -> NegotiationS
         if step == "attempt":
             s = _rebuild(s, "recovery", now, out)
             s = replace(s, dirty=True, started=True)
-            s = _try_offer(s, now, out)
+            s = _try_offer(s, out)
         elif step == "exhausted":
             out.append(ReportExhausted(rec.attempts))
     return s
@@ -522,7 +510,7 @@ def _on_tick(s: NegotiationState, now: float, out: list[Action]) -> NegotiationS
 
 def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> NegotiationState:
     if isinstance(event, NegotiationNeeded):
-        return _try_offer(replace(s, dirty=True), now, out)
+        return _try_offer(replace(s, dirty=True), out)
 
     if isinstance(event, RemoteOffer):
         if s.signalling_down:
@@ -561,7 +549,7 @@ def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> N
         s = replace(s, signaling="stable")
         if event.unsatisfied and not s.followup_used:
             s = replace(s, dirty=True, followup_used=True)
-        return _try_offer(s, now, out)
+        return _try_offer(s, out)
 
     if isinstance(event, RemoteAnswerApplied):
         if event.generation != s.generation or not s.applying_answer:
@@ -575,7 +563,7 @@ def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> N
             candidates=0,
             ignoring_offer=False,
         )
-        return _try_offer(s, now, out)
+        return _try_offer(s, out)
 
     if isinstance(event, DescriptionFailed):
         if event.generation != s.generation:
@@ -617,7 +605,6 @@ def _step(s: NegotiationState, event: Event, now: float, out: list[Action]) -> N
             polite=event.polite,
             signalling_down=False,
             started=False,
-            defer_until=None,
             held_offer=None,
             followup_used=False,
             recovery=recovery.reset(s.recovery),
