@@ -90,6 +90,8 @@ EXTENDED = [
     "AccountSuspendedError",
     "AdminDisconnectError",
     "TokenProviderFailedError",
+    "TurnAllocationError",
+    "TurnError",
     "ToneSource",
     "SilenceSource",
     "AudioSink",

@@ -41,6 +41,7 @@ from .errors import (
     SignallingError,
     TokenExpiredError,
     TokenProviderFailedError,
+    TurnAllocationError,
 )
 from .events import (
     Connected,
@@ -70,6 +71,7 @@ from .events import (
     StreamRemoved,
     TokenProviderError,
     Track,
+    TurnError,
 )
 from .protocol.codes import ErrorCode, WsCloseCode
 from .protocol.frames import PresencePeer
@@ -195,6 +197,8 @@ __all__ = [
     "TokenProviderFn",
     "ToneSource",
     "Track",
+    "TurnAllocationError",
+    "TurnError",
     "VideoFrameSink",
     "WsCloseCode",
     "__version__",

@@ -29,6 +29,7 @@ __all__ = [
     "TerminalCloseError",
     "TokenExpiredError",
     "TokenProviderFailedError",
+    "TurnAllocationError",
     "fatal_error_for_close",
 ]
 
@@ -209,6 +210,29 @@ class IceRestartExhaustedError(MeteredRealtimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.attempts, str(self)))
+
+
+class TurnAllocationError(MeteredRealtimeError):
+    """A TURN server refused (or never answered) a connection's relay allocation.
+
+    ``url`` is the TURN URL (never the credential); ``code`` the STUN error code coturn
+    answered (401: credential rejected), None without an answer; ``expired`` is True when the
+    TURN REST username's expiry time had passed, so a fresh welcome's credential is needed.
+    """
+
+    def __init__(self, url: str, code: int | None, reason: str, expired: bool = False) -> None:
+        self.url = url
+        self.code = code
+        self.reason = reason
+        self.expired = expired
+        answer = f"{code} {reason}" if code is not None else reason
+        text = f"TURN server {url} refused the relay allocation: {answer}"
+        if expired:
+            text += " (the TURN credential has expired)"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.code, self.reason, self.expired))
 
 
 class TerminalCloseError(MeteredRealtimeError):

@@ -41,6 +41,7 @@ __all__ = [
     "StreamRemoved",
     "TokenProviderError",
     "Track",
+    "TurnError",
 ]
 
 
@@ -191,6 +192,13 @@ class NegotiationError(Event):
 @dataclass(frozen=True, slots=True)
 class IceCandidateError(Event):
     err: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class TurnError(Event):
+    """No relay candidate: the TURN server refused the allocation (not a silent ICE failure)."""
+
+    err: Exception  # TurnAllocationError
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from ..events import (
 from ..media.stream import MediaStream
 from . import negotiation as neg
 from . import sdp as sdp_util
+from . import turn_errors
 
 if TYPE_CHECKING:
     from .metered import MeteredPeer
@@ -112,7 +113,8 @@ class RemotePeer(EventEmitter):
     """A member of the joined channel, with its own WebRTC connection.
 
     Created only by :class:`MeteredPeer`. Events: StateChange, Track, StreamAdded,
-    StreamRemoved, DataChannelOpened, NegotiationError, IceCandidateError, ConnectionReset.
+    StreamRemoved, DataChannelOpened, NegotiationError, IceCandidateError, ConnectionReset,
+    TurnError.
     """
 
     def __init__(
@@ -289,6 +291,7 @@ class RemotePeer(EventEmitter):
         pc.on("connectionstatechange", on_state)
         pc.on("track", on_track)
         pc.on("datachannel", on_datachannel)
+        turn_errors.watch(pc, self)
 
     def _attach_all(self) -> None:
         """Attach every local track the owner publishes to the current connection."""
