@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.support.waiting import accepts
 
 TEMPLATE = Path(__file__).with_name("coturn.conf")
 REALM = "metered-test"
@@ -116,24 +117,13 @@ def turnserver_binary() -> str:
     return binary
 
 
-async def _accepts(ip: str, port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection(ip, port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
 async def _wait_listening(
     coturn: Coturn, proc: asyncio.subprocess.Process, ports: list[int]
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
     for port in ports:
-        while not await _accepts(coturn.ip, port):
+        while not await accepts(coturn.ip, port):
             if proc.returncode is not None or loop.time() > deadline:
                 log = coturn.log_file.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"coturn did not start listening on {port}:\n{log}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,6 +39,18 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0, step: float = 0.
         if loop.time() >= deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(step)
+
+
+async def accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now (one attempt)."""
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 class ManualSleep:
