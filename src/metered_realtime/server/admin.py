@@ -15,6 +15,7 @@ reload them at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import os
@@ -32,10 +33,20 @@ if TYPE_CHECKING:
     from .app import Server
 
 
+REF_PREFIX = "pkref_"
+
+
+def key_ref(key: str) -> str:
+    """A publishable key's reference: names it in a revoke without being it (listings mask
+    the key itself, so a console or script could not otherwise revoke one it did not make)."""
+    return REF_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
 def key_json(key: PublishableKey) -> dict[str, Any]:
     """A publishable key as the admin API lists it (masked)."""
     return {
         "key": key.masked,
+        "ref": key_ref(key.key),
         "app": key.app_id,
         "permissions": sorted(key.permissions),
         "channels": list(key.channel_patterns),
@@ -306,7 +317,12 @@ class AdminApi:
         return HttpResponse.json(201, {**key_json(key), "key": key.key})
 
     async def revoke(self, request: HttpRequest) -> HttpResponse:
-        if not self.server.store.revoke(request.params["key"]):
+        store = self.server.store
+        key = request.params["key"]
+        if key.startswith(REF_PREFIX):
+            listed = (k.key for k in store.list_publishable_keys() if key_ref(k.key) == key)
+            key = next(listed, key)
+        if not store.revoke(key):
             raise KeyError("no such key")
         closed = await self._changed()
         return HttpResponse.json(200, {"revoked": True, "closed": closed})

@@ -39,6 +39,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "key": {"type": "string", "description": "masked, except in the creating answer"},
+            "ref": {"type": "string", "description": "names the key in DELETE /admin/keys/"},
             "app": {"type": "string"},
             "permissions": _STRINGS,
             "channels": _STRINGS,
@@ -180,7 +181,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/admin/apps/{app}/resume"): Operation("Resume a suspended app"),
     ("DELETE", "/admin/keys/{key}"): Operation(
-        "Revoke a publishable key or a secret key id; its sessions close with 4001"
+        "Revoke a publishable key (the key or its ref) or a secret key (its id); its "
+        "sessions close with 4001"
     ),
     ("GET", "/admin/connections"): Operation(
         "Open connections on every node",
