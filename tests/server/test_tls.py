@@ -142,6 +142,13 @@ async def test_unusable_certificate_or_key_stops_serve_with_a_clear_error(
         assert out == ""  # it never got as far as listening
     code, _, err = await run("serve", "--port", "0", "--tls-cert", str(pki.cert))
     assert code != 0 and "tls_cert and tls_key go together" in err
+    # --workers checks the files once, before it starts any worker (or reaches Redis).
+    code, out, err = await run(
+        "serve", "--workers", "2", "--redis", "redis://127.0.0.1:1/0", "--port", "0",
+        "--tls-cert", str(pki.cert), "--tls-key", str(missing),
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err.count("error: cannot read the TLS key") == 1, err
 
 
 @one_node
