@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -125,7 +124,7 @@ async def running_nginx(
                 raise NginxUnavailable(f"nginx exited with {proc.returncode}: {_tail(error_log)}")
             if loop.time() > deadline:
                 raise NginxUnavailable(f"nginx did not listen within {timeout} s")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # a poll step: nginx signals readiness no other way
         yield Nginx(port, prefix)
     finally:
         if proc.returncode is None:
@@ -135,7 +134,6 @@ async def running_nginx(
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
-        shutil.rmtree(prefix / "proxy", ignore_errors=True)
 
 
 def _tail(path: Path) -> str:
