@@ -18,6 +18,8 @@
 //
 // Commands:
 //   open {page, url}            open a new tab and wait for the harness to be ready
+//   open_url {page, url}        open a new tab on any page (no harness: the server's console)
+//   screenshot {page, path}     save a PNG of the whole page
 //   call {page, method, args}   await window.H[method](...args) in that tab; value = result
 //   eval {page, expr}           await an arbitrary expression in that tab
 //   reload {page}               reload the tab and wait for the harness
@@ -74,7 +76,7 @@ async function waitHarness(page) {
   await page.waitForFunction(() => window.H && window.H.ready === true, null, { timeout: 10000 });
 }
 
-async function openPage(label, url) {
+async function openPage(label, url, harness = true) {
   if (pages.has(label)) throw new Error(`page ${label} already open`);
   const page = await context.newPage();
   pages.set(label, page);
@@ -83,7 +85,7 @@ async function openPage(label, url) {
   page.on("pageerror", (err) => emit({ type: "page-error", page: label, error: describeError(err) }));
   page.on("crash", () => emit({ type: "page-crash", page: label }));
   await page.goto(url, { waitUntil: "load", timeout: 10000 });
-  await waitHarness(page);
+  if (harness) await waitHarness(page);
   return true;
 }
 
@@ -97,6 +99,11 @@ async function run(msg) {
   switch (msg.cmd) {
     case "open":
       return openPage(msg.page, msg.url);
+    case "open_url":
+      return openPage(msg.page, msg.url, false);
+    case "screenshot":
+      await pageOf(msg.page).screenshot({ path: msg.path, fullPage: true });
+      return true;
     case "call":
       return pageOf(msg.page).evaluate(
         ([method, args]) => {
