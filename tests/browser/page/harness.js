@@ -265,11 +265,12 @@
   H.create = async ({ url, apiKey, token, options }) => {
     if (H.peer) throw new Error("a MeteredPeer already exists on this page");
     await unlockLocalAddresses();
-    const opts = {
-      url,
-      rtcPeerConnectionFactory: (config) => new LoopbackPeerConnection(config),
-      ...(options || {}),
-    };
+    const opts = { url, ...(options || {}) };
+    // Not an SDK option: the RTCConfiguration's iceTransportPolicy ("relay": TURN only).
+    const policy = opts.iceTransportPolicy;
+    delete opts.iceTransportPolicy;
+    opts.rtcPeerConnectionFactory = (config) =>
+      new LoopbackPeerConnection(policy ? { ...config, iceTransportPolicy: policy } : config);
     if (opts.logLevel) {
       // Not an SDK option: route the SDK's logger into events ("log").
       const levels = ["debug", "info", "warn", "error"];
@@ -451,6 +452,8 @@
           const remoteC = byId.get(pair.remoteCandidateId) || {};
           out.pair = {
             state: pair.state,
+            localType: local.candidateType,
+            remoteType: remoteC.candidateType,
             local: `${local.address || local.ip || `<${local.candidateType}>`}:${local.port}`,
             remote: `${remoteC.address || remoteC.ip || `<${remoteC.candidateType}>`}:${remoteC.port}`,
           };
