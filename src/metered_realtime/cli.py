@@ -154,7 +154,9 @@ def _add_keys(sub: Any) -> None:
     lst.add_argument("--db", default="metered-realtime.db")
     lst.add_argument("--app", default=None, help="one app's keys, as JSON (name or id)")
     lst.add_argument("--remote", default=None, metavar="URL", help="through a running server")
-    revoke = keys.add_parser("revoke", help="revoke a publishable key or a secret key id")
+    revoke = keys.add_parser(
+        "revoke", help="revoke a publishable key (or its listed ref) or a secret key id"
+    )
     revoke.add_argument("key")
     revoke.add_argument("--db", default="metered-realtime.db")
 
@@ -469,7 +471,9 @@ def _keys(args: argparse.Namespace) -> int:
                 for sk in store.list_secret_keys(app.id):
                     print(f"  sk {sk.id} {'revoked' if sk.revoked else 'active'}")
             return 0
-        if store.revoke(args.key):
+        from .server.admin import resolve_ref
+
+        if store.revoke(resolve_ref(store, args.key)):
             print("revoked")
             return 0
         print("no such key", file=sys.stderr)

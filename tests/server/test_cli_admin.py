@@ -52,6 +52,10 @@ async def test_local_store(tmp_path):
     code, keys, _ = await cli("keys", "list", "--app", "shop", "--db", db)
     assert code == 0 and [k["label"] for k in keys["publishable"]] == ["web"]
     assert key not in json.dumps(keys) and keys["publishable"][0]["key"].endswith(key[-4:])
+    # A listed key is revoked through its ref (the listing never shows the key itself).
+    assert (await cli("keys", "revoke", keys["publishable"][0]["ref"], "--db", db))[0] == 0
+    code, keys, _ = await cli("keys", "list", "--app", "shop", "--db", db)
+    assert keys["publishable"][0]["revoked"] is True
     code, _, err = await cli("apps", "suspend", "nosuch", "--db", db)
     assert code == 1 and "no such app: nosuch" in err
     # Live state is only in a running server.

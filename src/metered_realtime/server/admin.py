@@ -42,6 +42,13 @@ def key_ref(key: str) -> str:
     return REF_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
+def resolve_ref(store: Store, key: str) -> str:
+    """The publishable key a ``ref`` names (anything else is returned as it is)."""
+    if key.startswith(REF_PREFIX):
+        return next((k.key for k in store.list_publishable_keys() if key_ref(k.key) == key), key)
+    return key
+
+
 def key_json(key: PublishableKey) -> dict[str, Any]:
     """A publishable key as the admin API lists it (masked)."""
     return {
@@ -318,11 +325,7 @@ class AdminApi:
 
     async def revoke(self, request: HttpRequest) -> HttpResponse:
         store = self.server.store
-        key = request.params["key"]
-        if key.startswith(REF_PREFIX):
-            listed = (k.key for k in store.list_publishable_keys() if key_ref(k.key) == key)
-            key = next(listed, key)
-        if not store.revoke(key):
+        if not store.revoke(resolve_ref(store, request.params["key"])):
             raise KeyError("no such key")
         closed = await self._changed()
         return HttpResponse.json(200, {"revoked": True, "closed": closed})
