@@ -6,16 +6,13 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from ..protocol import decode_client_frame, dumps, to_wire_bytes
 from .admin import AdminApi, ClusterAdmin
@@ -28,6 +25,7 @@ from .hub import Conn, Hub
 from .keycache import KeyCache
 from .logs import websockets_logger
 from .metrics import Metrics
+from .outbound import CorkedSink
 from .store import Store, open_store, random_base62
 from .tls import server_tls_context
 from .turn import welcome_metadata
@@ -41,54 +39,6 @@ LINE_ROOM = 1024
 """An upgrade's request line beyond its token: ``GET /v1?token=`` and the HTTP version."""
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented WebSocket text frame (what a server sends)."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
-
-
-class _WsSink:
-    """Writes hub output straight into each connection's transport, without awaiting.
-
-    Server frames are unmasked, so a fan-out frame is the same bytes for every recipient:
-    it is framed once and written many times. websockets flushes its own protocol output
-    (pongs, pings, the close frame) synchronously after each event, so these writes never
-    interleave with a partial frame of its own; nothing is written once closing has begun.
-    """
-
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._limit = server.config.outbound_buffer_limit
-
-    def send(self, conn: Conn, payload: bytes) -> None:
-        self._write(conn, text_frame(payload))
-
-    def fanout(self, conns: Iterable[Conn], payload: bytes) -> None:
-        frame = text_frame(payload)
-        write = self._write
-        for conn in conns:
-            write(conn, frame)
-
-    def close(self, conn: Conn, code: int, reason: str) -> None:
-        ws: ServerConnection = conn.handle
-        self._server.spawn(ws.close(code, reason))
-
-    def _write(self, conn: Conn, frame: bytes) -> None:
-        ws: ServerConnection = conn.handle
-        if ws.protocol.state is not State.OPEN:
-            return
-        transport = ws.transport
-        if transport.is_closing():
-            return
-        transport.write(frame)
-        if transport.get_write_buffer_size() > self._limit:
-            self._server.evict_slow(conn)
-
-
 class Server:
     """One server node. ``await start()``, then ``await drain()`` or ``await stop()``."""
 
@@ -97,7 +47,9 @@ class Server:
         self.store = store if store is not None else open_store(config.db)
         self._owns_store = store is None
         self.keys = KeyCache(self.store)
-        self.hub = Hub(config, _WsSink(self))
+        self.hub = Hub(
+            config, CorkedSink(config.outbound_buffer_limit, self.evict_slow, self.spawn)
+        )
         self.broker: RedisBroker | None = None
         self._node_admin = ClusterAdmin(self)
         self.node_id = random_base62(NODE_ID_LENGTH)
@@ -357,13 +309,15 @@ class Server:
         log.debug("peer %s connected from %s", peer_id, front.client_host)
         self._reschedule()
         hub = self.hub
+
+        def receive(message: str | bytes) -> None:
+            hub.receive(conn, decode_client_frame(message), time.time())
+            if hub.has_deadlines:
+                self._reschedule()
+
         try:
-            async for message in ws:
-                hub.receive(conn, decode_client_frame(message), time.time())
-                if hub.has_deadlines:
-                    self._reschedule()
-        except ConnectionClosed:
-            pass
+            front.deliver_to(receive)
+            await ws.wait_closed()
         finally:
             hub.disconnect(conn, time.time())
             self._reschedule()

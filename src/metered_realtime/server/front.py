@@ -30,8 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 from websockets import http11
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidHandshake
+
+from .inbound import MessageTap
 
 MAX_HEAD = 16 * 1024
 """A plain HTTP request's line and headers."""
@@ -247,7 +248,7 @@ def _head(event: h11.Request) -> HttpRequest:
     )
 
 
-class FrontConnection(ServerConnection):
+class FrontConnection(MessageTap):
     """A websockets connection that hands any request but ``GET /v1`` to a ``Router``.
 
     Subclasses set ``router``; ``websocket = False`` makes every request plain HTTP (the

@@ -1,0 +1,192 @@
+"""The server's WebSocket read and write path, over raw sockets.
+
+Messages are taken from the protocol as they are parsed (server/inbound.py): early ones,
+fragmented ones and invalid UTF-8 are handled as websockets would. Output is corked per
+connection and loop turn (server/outbound.py): many frames leave in one write, in order,
+and a close follows every frame written before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.server.wire import Wire
+
+from metered_realtime.server.hub import Conn
+
+TIMEOUT = 5.0
+
+
+def client_frame(data: bytes, opcode: int = 0x1, fin: bool = True) -> bytes:
+    """One masked client frame."""
+    size = len(data)
+    first = (0x80 if fin else 0) | opcode
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def text(frame: dict[str, Any]) -> bytes:
+    return client_frame(json.dumps(frame).encode())
+
+
+class RawClient:
+    """A WebSocket client on a bare stream: what it sends goes out exactly as given."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str, pipelined: bytes = b"") -> RawClient:
+        """Connect and upgrade; ``pipelined`` frames go out in the same write as the request."""
+        parts = urlsplit(url)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port), TIMEOUT
+        )
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        writer.write(request.encode() + pipelined)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next server frame: (opcode, payload)."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), TIMEOUT)
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await asyncio.wait_for(self.reader.readexactly(size), TIMEOUT)
+
+    async def recv(self) -> dict[str, Any]:
+        opcode, payload = await self.frame()
+        assert opcode == 0x1, (opcode, payload)
+        frame = json.loads(payload)
+        assert isinstance(frame, dict)
+        return frame
+
+    async def close_code(self) -> int:
+        """Skip text frames up to the server's close frame; its code."""
+        for _ in range(10_000):
+            opcode, payload = await self.frame()
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big")
+        raise AssertionError("no close frame")
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_frames_pipelined_behind_the_upgrade_are_answered(server):
+    client = await RawClient.open(server.key_url(), text({"type": "ping", "requestId": "early"}))
+    assert (await client.recv())["type"] == "welcome"
+    assert await client.recv() == {"type": "pong", "requestId": "early"}
+    client.close()
+
+
+async def test_a_fragmented_message_is_routed_whole(server):
+    client = await RawClient.open(server.key_url())
+    assert (await client.recv())["type"] == "welcome"
+    raw = json.dumps({"type": "ping", "requestId": "in-three-parts"}).encode()
+    client.send(
+        client_frame(raw[:5], 0x1, fin=False)
+        + client_frame(raw[5:12], 0x0, fin=False)
+        + client_frame(b"", 0x9)  # a ping between the fragments, as RFC 6455 allows
+        + client_frame(raw[12:], 0x0)
+    )
+    opcode, _ = await client.frame()
+    assert opcode == 0xA  # the pong to the control frame
+    assert await client.recv() == {"type": "pong", "requestId": "in-three-parts"}
+    client.close()
+
+
+async def test_a_text_message_that_is_not_utf8_closes_with_1007(server):
+    client = await RawClient.open(server.key_url())
+    assert (await client.recv())["type"] == "welcome"
+    client.send(client_frame(b'{"type":"ping","requestId":"\xff"}') + text({"type": "ping"}))
+    assert await client.close_code() == 1007
+    client.close()
+
+
+def server_conn(server: Any, peer_id: str) -> Conn:
+    for node in server.nodes:
+        for conn in node.hub.conns.values():
+            if conn.peer_id == peer_id:
+                return conn
+    raise AssertionError(f"no connection {peer_id}")
+
+
+async def test_frames_of_one_turn_leave_in_one_write_in_order(server):
+    subscriber = await Wire.open(server.key_url())
+    await subscriber.subscribe("cork")
+    conn = server_conn(server, subscriber.peer_id)
+    transport = conn.handle.transport
+    writes: list[int] = []
+    real_write = transport.write
+
+    def counting_write(data: bytes) -> None:
+        writes.append(len(data))
+        real_write(data)
+
+    transport.write = counting_write  # counts the real writes of a real socket
+    publisher = await RawClient.open(server.key_url())
+    assert (await publisher.recv())["type"] == "welcome"
+    count = 100
+    publisher.send(
+        b"".join(
+            text({"type": "publish", "channel": "cork", "data": i, "requestId": f"p{i}"})
+            for i in range(count)
+        )
+    )
+    acks = [await publisher.recv() for _ in range(count)]
+    assert [a["requestId"] for a in acks] == [f"p{i}" for i in range(count)]
+    got = []
+    for _ in range(count * 2):
+        frame = await subscriber.recv()
+        if frame["type"] == "message":
+            got.append(frame["data"])
+        if len(got) == count:
+            break
+    assert got == list(range(count))
+    # 100 frames, read by the server in a few reads at most: a few writes, not 100.
+    assert 0 < len(writes) <= 10, writes
+    publisher.close()
+    await subscriber.close()
+
+
+async def test_a_close_follows_every_frame_queued_before_it(server_factory):
+    # Three frames in one write, the third over the rate: two pongs are queued in the
+    # turn the hub closes the connection (4011), and they still come first.
+    async with server_factory(rate_burst=3.0, rate_per_second=0.01) as server:
+        client = await RawClient.open(server.key_url())
+        assert (await client.recv())["type"] == "welcome"
+        client.send(
+            text({"type": "ping", "requestId": "first"})
+            + text({"type": "ping", "requestId": "second"})
+            + text({"type": "ping", "requestId": "third"})
+            + text({"type": "ping", "requestId": "fourth"})
+        )
+        assert await client.recv() == {"type": "pong", "requestId": "first"}
+        assert await client.recv() == {"type": "pong", "requestId": "second"}
+        assert await client.recv() == {"type": "pong", "requestId": "third"}
+        assert await client.close_code() == 4011
+        client.close()
