@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.support.browser import Browser, Page
+from tests.support.cluster import cluster_factory
 
 from metered_realtime._emitter import EventStream
 from metered_realtime.events import Disconnected
@@ -49,10 +51,21 @@ async def next_close(stream: EventStream[Disconnected]) -> Disconnected:
     return await asyncio.wait_for(stream.__anext__(), 20)
 
 
-async def test_console(browser: Browser, server_factory, tmp_path: Path):
+@pytest.fixture(params=["one-node", "redis-cluster"])
+def factory(request: pytest.FixtureRequest, server_factory: Any, tmp_path: Path) -> Any:
+    """One server, or two nodes over Redis (the console asks the first, clients use the last)."""
+    if request.param == "one-node":
+        return server_factory
+    redis = request.getfixturevalue("redis_server")
+    return cluster_factory(tmp_path, redis.url)
+
+
+async def test_console(browser: Browser, factory: Any, tmp_path: Path):
     # The client publishes as fast as acks come back: far beyond the default rate limit.
-    async with server_factory(admin_token=TOKEN, rate_per_second=1e6, rate_burst=1e6) as srv:
-        url = f"http://127.0.0.1:{srv.server.port}/console"
+    async with factory(admin_token=TOKEN, rate_per_second=1e6, rate_burst=1e6) as srv:
+        asked, holder = srv.nodes[0], srv.nodes[-1]
+        url = f"http://127.0.0.1:{asked.port}/console"
+        client_url = f"ws://127.0.0.1:{holder.port}"
         await browser.request("open_url", page="console", url=url)
         page = Page(browser, "console")
 
@@ -66,12 +79,18 @@ async def test_console(browser: Browser, server_factory, tmp_path: Path):
         assert await page.eval("document.getElementById('token').value") == ""
 
         # A connection appears.
-        sdk = SignallingClient(api_key=srv.api_key, url=srv.url)
+        sdk = SignallingClient(api_key=srv.api_key, url=client_url)
         await sdk.connect()
         await sdk.subscribe("room")
         row = f'#connections tr[data-peer="{sdk.peer_id}"]'
         await until(page, f"!!document.querySelector({json.dumps(row)})")
         await until(page, "document.getElementById('count-connections').textContent === '1'")
+        # Every node, each with its line in the rate charts.
+        nodes = len(srv.nodes)
+        await until(page, f"document.querySelectorAll('#nodes tbody tr').length === {nodes}")
+        await until(page, f"document.querySelectorAll('#chart-in polyline').length === {nodes}")
+        shown = await page.eval(f"document.querySelector({json.dumps(row)}).textContent")
+        assert holder.node_id in shown  # the node that holds the peer
 
         # The rate charts move while the client publishes (it receives its own messages).
         async def publish() -> None:
@@ -110,7 +129,7 @@ async def test_console(browser: Browser, server_factory, tmp_path: Path):
             " && document.getElementById('secret-value').textContent",
         )
         assert new_key.startswith("pk_live_")
-        keyed = SignallingClient(api_key=new_key, url=srv.url)
+        keyed = SignallingClient(api_key=new_key, url=client_url)
         await keyed.connect()
 
         shot = tmp_path / "console.png"
