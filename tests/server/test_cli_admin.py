@@ -116,3 +116,5 @@ async def test_remote_needs_the_token(server_factory):
         code, _, err = await cli("apps", "list", *remote, token="not-the-token-81f3")
         assert code == 1 and "401: admin token required" in err
         assert "not-the-token-81f3" not in err
+        code, _, err = await cli("keys", "list", *remote, token=TOKEN)
+        assert code == 2 and "needs --app" in err
