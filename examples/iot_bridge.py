@@ -42,6 +42,7 @@ from metered_realtime.demo import (
     loopback_requested,
     restrict_ice_to_loopback,
 )
+from metered_realtime.errors import MeteredRealtimeError
 from metered_realtime.media import from_file
 
 
@@ -66,7 +67,7 @@ async def publish_telemetry(
         reading = {"device": device, "seq": seq, "ts": round(time.time(), 3), **read_sensor(seq)}
         try:
             await client.publish(channel, reading)
-        except Exception as err:  # e.g. while reconnecting: this reading is lost, go on
+        except MeteredRealtimeError as err:  # e.g. while reconnecting: this reading is lost
             log(f"reading {seq} not sent: {type(err).__name__}")
         else:
             log(f"published reading {seq} on {channel}: {reading['temperature_c']} C")

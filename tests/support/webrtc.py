@@ -26,6 +26,7 @@ def keep_ice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 async def peer_factory(server: Any) -> AsyncIterator[Callable[..., Any]]:
     """``make(url=None, **options)`` builds MeteredPeers on the test server; all are closed
     (bounded) on exit."""
+    from metered_realtime.errors import MeteredRealtimeError
     from metered_realtime.peer import MeteredPeer
 
     peers: list[MeteredPeer] = []
@@ -39,5 +40,5 @@ async def peer_factory(server: Any) -> AsyncIterator[Callable[..., Any]]:
         yield make
     finally:
         for peer in peers:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(asyncio.TimeoutError, MeteredRealtimeError, OSError):
                 await asyncio.wait_for(peer.close(), 10)
