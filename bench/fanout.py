@@ -14,7 +14,7 @@ and measures
   keeps at most ``--window`` messages in flight per subscriber, so nothing queues without bound
   and the rate is what the server and the subscribers actually sustain;
 * ``p50_ms`` / ``p90_ms`` / ``p99_ms``: publish -> receive latency over every delivery,
-  publishing open-loop at half that rate;
+  publishing open-loop at half that rate (or, measured first, at ``--latency-deliveries``);
 * ``server_cpu_s_per_100k``: the server process's user+system CPU seconds per 100,000 deliveries
   during the throughput window (read from /proc/<pid>/stat), and ``server_cpu_util``.
 
@@ -771,12 +771,17 @@ class Run:
         return True
 
     async def latency(self) -> None:
-        """Open loop at half the sustained rate; every delivery's latency is recorded."""
+        """Open loop at half the sustained rate (or ``--latency-deliveries``); every delivery's
+        latency is recorded."""
         n = self.n
         pub = self.publisher
-        rate = max(1.0, self.max_rate / 2 / n)  # publishes per second
+        # Publishes per second: half the sustained rate, or a load common to every server.
+        common = self.args.latency_deliveries
+        rate = max(1.0, (common if common else self.max_rate / 2) / n)
         base = pub.sent * n - self.delivered()
         for w in self.workers:
+            await w.send(cmd="progress", interval=0.005)  # drain() below waits on progress
+            await w.expect("ok", self.left(10))
             await w.send(cmd="latency", on=True)
             await w.expect("ok", self.left(10))
         count = max(20, int(rate * self.args.duration))
@@ -847,6 +852,10 @@ class Run:
             log(f"  connected in {self.result['connect_s']} s")
             await self.form()
             log(f"  formed in {self.result['form_s']} s")
+            # A common load is measured first, on a server not still recovering from the
+            # saturating throughput phase; half the sustained rate needs that rate first.
+            if self.args.latency_deliveries:
+                await self.latency()
             await self.throughput()
             log(
                 f"  {self.result['deliveries_per_s']} deliveries/s, server cpu "
@@ -854,7 +863,8 @@ class Run:
                 f"subscribers {self.result['subscriber_cpu_util']}, "
                 f"machine {self.result['machine_busy_cores']} cores"
             )
-            await self.latency()
+            if not self.args.latency_deliveries:
+                await self.latency()
             log(f"  p50 {self.result.get('p50_ms')} ms, p99 {self.result.get('p99_ms')} ms")
         except Exception as exc:  # report and go on with the next run
             self.result["error"] = f"{type(exc).__name__}: {exc}"
@@ -966,6 +976,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--connect-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--latency-deliveries",
+        type=float,
+        default=None,
+        help="latency phase at this many deliveries/s (default: half the sustained rate)",
+    )
     parser.add_argument("--baseline-loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument(
         "--baseline-layer", choices=["websockets", "aiohttp", "picows"], default="websockets"
