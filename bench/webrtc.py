@@ -7,8 +7,8 @@ First media, for rooms of each size and for a sender that is polite towards ever
 member (its peer id sorts first) and one that is impolite towards all (it sorts last):
 
 * ``join_to_media``: the other members are in the room with nothing to send; the sender,
-  its track attached, calls ``join()``; until every member has decoded a frame of it. (The
-  sender's signalling connection is opened just before, to learn its peer id.)
+  its track attached, calls ``join()``; until every member has decoded a frame of it. (Every
+  signalling connection is opened first, to learn the peer ids and pick the sender.)
 * ``add_track_to_media``: everybody is in the room, idle; the sender calls ``add_track()``;
   until every member has decoded a frame of it.
 
@@ -70,9 +70,6 @@ async def wait_connected(peer: MeteredPeer, expected: int, timeout: float) -> No
             await asyncio.sleep(0.01)  # roster still filling in: cheap bounded poll
 
 
-SENDER_TRIES = 400
-
-
 async def await_roster(peers: list[MeteredPeer], timeout: float = 30) -> None:
     """Until every peer knows every other one (bounded poll of in-memory state)."""
     loop = asyncio.get_running_loop()
@@ -110,29 +107,22 @@ def first_frames(receivers: list[MeteredPeer]) -> list[asyncio.Future[float]]:
     return done
 
 
-async def sender_client(url: str, key: str, others: list[str], polite: bool) -> SignallingClient:
-    """A connected client whose peer id sorts before (polite) or after all of ``others``."""
-    for _ in range(SENDER_TRIES):
-        client = SignallingClient(api_key=key, url=url)
-        await client.connect()
-        me = client.peer_id or ""
-        if (polite and me < min(others)) or (not polite and me > max(others)):
-            return client
-        await client.close()
-    raise RuntimeError("no sender id of the wanted order")
-
-
 async def first_media(
     url: str, key: str, n: int, polite: bool, on_join: bool, room: str, kind: str
 ) -> float:
     """Milliseconds from the sender's join() or add_track() until all n-1 members decode."""
-    receivers = [MeteredPeer(api_key=key, url=url) for _ in range(n - 1)]
-    peers = list(receivers)
+    clients = [SignallingClient(api_key=key, url=url) for _ in range(n)]
+    peers: list[MeteredPeer] = []
     try:
+        await asyncio.gather(*(c.connect() for c in clients))
+        # The sender's id sorts first (polite towards everyone) or last (impolite).
+        clients.sort(key=lambda c: c.peer_id or "")
+        sender_client = clients[0] if polite else clients[-1]
+        receivers = [MeteredPeer(_client=c) for c in clients if c is not sender_client]
+        peers.extend(receivers)
         for p in receivers:
             await p.join(room)
-        client = await sender_client(url, key, [p.peer_id or "" for p in receivers], polite)
-        sender = MeteredPeer(_client=client)
+        sender = MeteredPeer(_client=sender_client)
         peers.append(sender)
         frames = first_frames(receivers)
         track = VideoStreamTrack() if kind == "video" else AudioStreamTrack()
@@ -149,6 +139,7 @@ async def first_media(
         return (max(ends) - start) * 1000
     finally:
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
 async def repeat(runs: int, once: Callable[[int], Awaitable[float]]) -> dict[str, float]:

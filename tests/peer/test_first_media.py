@@ -19,6 +19,7 @@ from tests.peer.helpers import latest_delivers, remote_of, wait_state
 from tests.support.waiting import until
 
 from metered_realtime.events import Direct, PeerJoined, Track
+from metered_realtime.media import MediaStream
 from metered_realtime.peer import MeteredPeer
 from metered_realtime.peer.sdp import extract_ice_ufrag
 
@@ -132,3 +133,12 @@ async def test_both_sides_with_media_at_join_converge_on_one_connection(
     assert extract_ice_ufrag(b.pc.remoteDescription.sdp) == extract_ice_ufrag(
         a.pc.localDescription.sdp
     )
+
+
+async def test_two_tracks_of_one_kind_in_a_first_offer_both_deliver(make_peer: Any) -> None:
+    pair = await pair_with_politeness(make_peer, "first-two-of-a-kind", False, None, None)
+    stream = MediaStream([AudioStreamTrack(), AudioStreamTrack()])
+    pair.second.add_stream(stream)
+    await until(lambda: len(pair.at_first) >= 2, 20)
+    for track in pair.at_first[:2]:
+        await asyncio.wait_for(track.recv(), 10)

@@ -118,3 +118,11 @@ def test_pinning_keeps_ids_unique_per_section(negotiated: dict[str, int]) -> Non
     for uri, ext_id in negotiated.items():
         if uri in sdp.extmap_ids(OFFER):
             assert sdp.extmap_ids(pinned)[uri] == ext_id
+
+
+def test_bundle_mids_reads_the_first_group_line() -> None:
+    text = "v=0\r\na=group:BUNDLE 0 1 2\r\na=group:BUNDLE 9\r\nm=audio 9 X 0\r\na=mid:0\r\n"
+    assert sdp.bundle_mids(text) == ("0", "1", "2")
+    assert sdp.bundle_mids("v=0\r\nm=audio 9 X 0\r\n") == ()
+    assert sdp.bundle_mids(None) == ()
+    assert sdp.bundle_mids("a=group:BUNDLE " + "x" * 300 + " 1") == ("1",)

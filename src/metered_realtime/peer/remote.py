@@ -81,6 +81,31 @@ def _closed_by_remote(pc: Any) -> bool:
     return getattr(pc, "_RTCPeerConnection__closeTask", None) is not None
 
 
+def _rebundle(pc: Any, remote_sdp: str) -> None:
+    """Put every bundled transceiver on the bundle's transport, after a remote description.
+
+    Works around aiortc with its default (balanced) bundle policy: a second transceiver of
+    one kind created before the first negotiation shares the first one's transport and is
+    marked bundled, so when the description's BUNDLE moves the first onto the transport of
+    the group's first mid, the second is left on the transport aiortc then stops, and its
+    RTP never starts.
+    """
+    mids = sdp_util.bundle_mids(remote_sdp)
+    if not mids:
+        return
+    owners = {t.mid: t.receiver.transport for t in pc.getTransceivers() if t.mid is not None}
+    sctp = pc.sctp
+    if sctp is not None and sctp.mid is not None:
+        owners[sctp.mid] = sctp.transport
+    primary = owners.get(mids[0])
+    if primary is None:
+        return
+    for t in pc.getTransceivers():
+        if t.mid in mids and t.receiver.transport is not primary:
+            t.receiver.setTransport(primary)
+            t.sender.setTransport(primary)
+
+
 _KICKS: set[asyncio.Future[Any]] = set()
 
 
@@ -100,13 +125,15 @@ class _Attached:
     m-section (``RemotePeer._bind_pending``).
     """
 
-    __slots__ = ("proxy", "sender", "stream_id", "transceiver")
+    __slots__ = ("proxy", "rehomed", "sender", "stream_id", "transceiver")
 
     def __init__(self, proxy: Any, sender: Any, transceiver: Any, stream_id: str) -> None:
         self.proxy = proxy
         self.sender = sender
         self.transceiver = transceiver
         self.stream_id = stream_id
+        self.rehomed = False
+        """Moved once off an m-section the remote filled with its own track."""
 
 
 class RemotePeer(EventEmitter):
@@ -137,6 +164,7 @@ class RemotePeer(EventEmitter):
         self._track_meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._track_meta_extra: dict[str, tuple[str | None, str | None]] = {}
         self._attached: dict[int, _Attached] = {}  # id(original track) -> attachment
+        self._bound: list[_Attached] = []  # given an m-section by the offer in flight
         self._channels: list[Any] = []
         self._inbound_streams: dict[str, MediaStream] = {}
         self._stream_tracks: dict[str, set[Any]] = {}
@@ -313,7 +341,7 @@ class RemotePeer(EventEmitter):
         self._attached[id(track)] = _Attached(proxy, None, None, stream_id)
         return True
 
-    def _bind_pending(self, pc: Any) -> None:
+    def _bind_pending(self, pc: Any) -> list[_Attached]:
         """Give every pending local track its own new m-section (called just before an offer).
 
         ``addTransceiver`` (not ``addTrack``, which would reuse a transceiver the remote's
@@ -321,14 +349,45 @@ class RemotePeer(EventEmitter):
         ``sendrecv``, so a browser may answer with its own media on it (see NOTES in
         tests/browser): with ``sendonly`` Chromium leaves the transceivers its ``addTrack``
         made before our offer unassociated and the JS SDK never offers them.
+
+        Returns the attachments bound now, for ``_rehome_associated``.
         """
-        for att in self._attached.values():
-            if att.transceiver is not None:
-                continue
+        bound = [att for att in self._attached.values() if att.transceiver is None]
+        for att in bound:
             transceiver = pc.addTransceiver(att.proxy, direction="sendrecv")
             transceiver.sender._stream_id = att.stream_id  # aiortc: msid stream id
             att.sender = transceiver.sender
             att.transceiver = transceiver
+        return bound
+
+    def _rehome_associated(self, bound: list[_Attached], answer: str) -> bool:
+        """Move our tracks off m-sections a browser filled with tracks it had already.
+
+        A browser that attached its camera before our offer arrived associates those
+        transceivers with the first ``sendrecv`` m-sections of their kind in our offer (JSEP
+        5.10) and answers sending on them. The receiver tracks of those transceivers keep ids
+        the browser generated, which no metadata message names, so our metadata would never
+        reach the page. Each such track of ours gets a new m-section in a follow-up offer
+        (the browser's media keeps arriving on the old one), once. Returns True when a
+        follow-up offer is needed.
+        """
+        sections = {s.mid: s for s in sdp_util.parse_sections(answer) if s.mid is not None}
+        moved = False
+        for att in bound:
+            transceiver = att.transceiver
+            if att.rehomed or transceiver is None or transceiver.mid is None:
+                continue
+            section = sections.get(transceiver.mid)
+            if section is None or not section.msid:
+                continue
+            if section.direction not in ("sendrecv", "sendonly"):
+                continue
+            att.sender.replaceTrack(None)
+            transceiver.direction = "recvonly"
+            att.sender = att.transceiver = None
+            att.rehomed = True
+            moved = True
+        return moved
 
     def _detach(self, track: Any) -> bool:
         att = self._attached.pop(id(track), None)
@@ -468,7 +527,7 @@ class RemotePeer(EventEmitter):
     async def _make_offer(self, generation: int) -> None:
         pc = self.pc
         try:
-            self._bind_pending(pc)
+            self._bound = self._bind_pending(pc)
             offer = await pc.createOffer()
             text = sdp_util.pin_extmap_ids(offer.sdp, self._negotiated_extmap)
             await pc.setLocalDescription(self._description("offer", text))
@@ -485,6 +544,7 @@ class RemotePeer(EventEmitter):
                 raise MeteredRealtimeError("remote offer is not an SDP description")
             self._applying_remote_sdp = text
             await pc.setRemoteDescription(self._description("offer", text))
+            _rebundle(pc, text)
             self._after_remote_description(pc, text)
             answer = await pc.createAnswer()
             _settle_unmatched_transceivers(pc)
@@ -508,6 +568,7 @@ class RemotePeer(EventEmitter):
                 raise MeteredRealtimeError("remote answer is not an SDP description")
             self._applying_remote_sdp = text
             await pc.setRemoteDescription(self._description("answer", text))
+            _rebundle(pc, text)
             self._after_remote_description(pc, text)
         except Exception as exc:
             await self._handle(neg.DescriptionFailed(generation, "remote-answer", exc))
@@ -516,6 +577,9 @@ class RemotePeer(EventEmitter):
             self._applying_remote_sdp = None
         self._negotiated_extmap = sdp_util.extmap_ids(text)
         self._kick_later(pc)
+        bound, self._bound = self._bound, []
+        if self._rehome_associated(bound, text):
+            self._feed(neg.NegotiationNeeded())
         await self._handle(neg.RemoteAnswerApplied(generation))
 
     def _kick_later(self, pc: Any) -> None:
@@ -557,6 +621,7 @@ class RemotePeer(EventEmitter):
             with contextlib.suppress(Exception):
                 att.proxy.stop()
         self._attached = {}
+        self._bound = []
         self._inbound_streams = {}
         self._stream_tracks = {}
         self._stream_mids = {}

@@ -54,6 +54,17 @@ def extract_ice_ufrag(sdp: object) -> str | None:
     return None
 
 
+def bundle_mids(sdp: object) -> tuple[str, ...]:
+    """The mids of the first ``a=group:BUNDLE`` line, in order (empty when there is none)."""
+    if not isinstance(sdp, str):
+        return ()
+    for line in _lines(sdp):
+        if line.startswith("a=group:BUNDLE"):
+            mids = line[len("a=group:BUNDLE") :].split()
+            return tuple(m for m in mids[:MAX_MSID_ENTRIES] if _valid_id(m))
+    return ()
+
+
 def parse_sections(sdp: object) -> list[MediaSection]:
     """The media sections of a description with their msid entries (capped)."""
     if not isinstance(sdp, str):
