@@ -29,29 +29,19 @@ from typing import Any
 
 def _serve(conn: Connection, db: str) -> None:
     """Child process: start a server on an ephemeral port, report it, run until told to stop."""
-    from metered_realtime.server.app import Server
-    from metered_realtime.server.config import ServerConfig
-    from metered_realtime.server.store import ALL_PERMISSIONS, Store
+    from metered_realtime.demo import embedded_server
 
     async def main() -> None:
-        store = Store(db)
-        app = store.create_app("bench")
-        key = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS).key
-        config = ServerConfig(
-            host="127.0.0.1",
-            port=0,
+        async with embedded_server(
             db=db,
+            app_name="bench",
             rate_per_second=1e9,
             rate_burst=1e9,
             outbound_buffer_limit=256 * 1024 * 1024,
-        )
-        server = Server(config, store)
-        await server.start()
-        conn.send((server.port, key))
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, conn.recv)  # any message means stop
-        await server.stop()
-        store.close()
+        ) as srv:
+            conn.send((srv.port, srv.api_key))
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, conn.recv)  # any message means stop
 
     asyncio.run(main())
 

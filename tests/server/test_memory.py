@@ -31,9 +31,8 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from metered_realtime.demo import embedded_server
 from metered_realtime.server.app import Server
-from metered_realtime.server.config import ServerConfig
-from metered_realtime.server.store import ALL_PERMISSIONS, Store
 from metered_realtime.tokens import mint_token
 
 N = 500
@@ -95,23 +94,17 @@ CLIENTS = textwrap.dedent(
 
 @contextlib.asynccontextmanager
 async def one_server(tmp_path: Path) -> AsyncIterator[tuple[Server, list[str]]]:
-    db = str(tmp_path / "memory.db")
-    store = Store(db)
-    app = store.create_app("memory")
-    key = store.create_publishable_key(app.id, permissions=ALL_PERMISSIONS).key
-    signing = store.create_secret_key(app.id)
     meta = {"name": "m" * (METADATA - 11)}  # {"name":"…"} is METADATA bytes of JSON
-    plain = mint_token(signing.id, signing.secret, ttl=3600)
-    token = mint_token(signing.id, signing.secret, peer_metadata=meta, ttl=3600)
     # No protocol pings during the measurement: their timers are not part of the state.
-    server = Server(ServerConfig(host="127.0.0.1", port=0, db=db, ws_ping_interval=None), store)
-    await server.start()
-    try:
-        base = f"ws://127.0.0.1:{server.port}/v1"
-        yield server, [f"{base}?key={key}", f"{base}?token={plain}", f"{base}?token={token}"]
-    finally:
-        await server.stop()
-        store.close()
+    db = str(tmp_path / "memory.db")
+    async with embedded_server(db=db, app_name="memory", ws_ping_interval=None) as srv:
+        plain = mint_token(srv.secret_key_id, srv.secret, ttl=3600)
+        token = mint_token(srv.secret_key_id, srv.secret, peer_metadata=meta, ttl=3600)
+        base = f"{srv.url}/v1"
+        yield (
+            srv.server,
+            [f"{base}?key={srv.api_key}", f"{base}?token={plain}", f"{base}?token={token}"],
+        )
 
 
 def rss() -> int:
