@@ -30,9 +30,10 @@ TokenProviderFn = Callable[[], Awaitable[str] | str]
 class IceServerConfig:
     """One STUN/TURN server from ``welcome.metadata.iceServers``.
 
+    ``urls`` keeps the welcome's shape: a string stays a string, a list becomes a tuple.
     ``credential`` is kept out of ``repr()`` so that logging the object never leaks it.
     """
 
-    urls: tuple[str, ...]
+    urls: str | tuple[str, ...]
     username: str | None = None
     credential: str | None = field(default=None, repr=False)

@@ -255,3 +255,13 @@ def test_too_deep_frame_is_answered_with_its_request_id():
     deep = "[" * 5000 + "]" * 5000
     raw = '{"type":"publish","channel":"c","data":' + deep + ',"requestId":"r-1"}'
     assert decode_client_frame(raw) == Malformed("nesting too deep", request_id="r-1")
+
+
+@given(meta=json_values, peer=st.text(min_size=1, max_size=8))
+def test_presence_entry_keeps_its_peer_whatever_its_metadata(meta: object, peer: str) -> None:
+    entry = {"peerId": peer, "metadata": meta}
+    text = json.dumps({"type": "presence", "channel": "c", "joined": [entry], "left": [entry]})
+    frame = decode_server_frame(text)
+    expected = PresencePeer(peer, meta if isinstance(meta, dict) else None)
+    assert isinstance(frame, PresenceFrame)
+    assert frame.joined == (expected,) and frame.left == (expected,)

@@ -109,9 +109,9 @@ async def test_ice_servers_from_welcome_metadata() -> None:
         ev = await next_event(connected)
         assert ev.ice_servers is not None
         assert [s.urls for s in ev.ice_servers] == [
-            ("stun:stun.example:3478",),
+            "stun:stun.example:3478",
             ("turn:t.example:3478", "TURNS:t.example:5349"),
-            ("turn:x",),
+            "turn:x",
         ]
         assert ev.ice_servers[1].credential == "c" and ev.ice_servers[2].username is None
         await client.close()

@@ -240,7 +240,11 @@ class MeteredPeer(EventEmitter):
         rtp_guard.install()
 
         servers = [
-            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            RTCIceServer(
+                urls=s.urls if isinstance(s.urls, str) else list(s.urls),
+                username=s.username,
+                credential=s.credential,
+            )
             for s in (self._ice_servers or ())
         ]
         # Always a list: aiortc substitutes a public STUN server for None.

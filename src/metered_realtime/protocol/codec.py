@@ -269,10 +269,8 @@ def _presence_entries(value: object) -> tuple[PresencePeer, ...] | None:
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("peerId"), str):
             return None
-        meta = item.get("metadata")
-        if meta is not None and not isinstance(meta, dict):
-            return None
-        entries.append(PresencePeer(item["peerId"], meta))
+        # Metadata that is not an object is dropped, not the entry (the published SDK's shape).
+        entries.append(PresencePeer(item["peerId"], _opt_dict(item.get("metadata"))))
     return tuple(entries)
 
 

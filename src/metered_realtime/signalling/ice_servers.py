@@ -32,13 +32,14 @@ def parse_ice_servers(metadata: dict[str, Any] | None) -> tuple[IceServerConfig,
         if not isinstance(entry, dict):
             return None
         urls = entry.get("urls")
+        shaped: str | tuple[str, ...]
         if isinstance(urls, str):
-            url_list: tuple[str, ...] = (urls,)
+            shaped = urls
         elif isinstance(urls, list) and urls:
-            url_list = tuple(urls)
+            shaped = tuple(urls)
         else:
             return None
-        if not all(_valid_url(u) for u in url_list):
+        if not all(_valid_url(u) for u in ((shaped,) if isinstance(shaped, str) else shaped)):
             return None
         username = entry.get("username")
         credential = entry.get("credential")
@@ -50,5 +51,5 @@ def parse_ice_servers(metadata: dict[str, Any] | None) -> tuple[IceServerConfig,
             return None
         if credential is not None and len(credential) > MAX_ICE_FIELD_LENGTH:
             return None
-        out.append(IceServerConfig(url_list, username, credential))
+        out.append(IceServerConfig(shaped, username, credential))
     return tuple(out)
