@@ -52,6 +52,7 @@ from ..signalling import (
     SignallingClientOptions,
     SubscribeOptions,
 )
+from . import aiortc_private
 from .ice_policy import IceTransportPolicy, check_policy, rtc_policy
 from .negotiation import HANGUP_GRACE, is_polite
 from .recovery import RecoveryState
@@ -268,7 +269,10 @@ class MeteredPeer(EventEmitter):
 
             self._relay = MediaRelay()
         proxy = self._relay.subscribe(self._relay_source(track), buffered=False)
-        proxy._id = track.id  # the receiver sees the original track id in msid
+        # The receiver sees the original track id in msid.
+        setattr(proxy, aiortc_private.TRACK_ID, track.id)
+        if proxy.id != track.id:
+            aiortc_private.missing(aiortc_private.TRACK_ID, self._log)
         return proxy
 
     def _relay_source(self, track: Any) -> Any:

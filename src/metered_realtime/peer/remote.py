@@ -27,9 +27,9 @@ from ..events import (
     Track,
 )
 from ..media.stream import MediaStream
+from . import aiortc_private, turn_errors
 from . import negotiation as neg
 from . import sdp as sdp_util
-from . import turn_errors
 
 if TYPE_CHECKING:
     from .metered import MeteredPeer
@@ -43,79 +43,6 @@ PC_CLOSE_CAP = 2.0
 ROLLBACK_GRACE = 1.0
 NO_STREAM = "-"
 STOP_REPLACED_AFTER = 1.0
-
-
-def _settle_unmatched_transceivers(pc: Any) -> None:
-    """Work around aiortc: setLocalDescription(answer) fails on a transceiver the offer
-    did not mention (its offer direction is None, "None is not in list"). Such a
-    transceiver (local media attached before the offer arrived) stays inactive until
-    the follow-up offer negotiates it.
-    """
-    for t in pc.getTransceivers():
-        if t.mid is None and getattr(t, "_offerDirection", "") is None:
-            t._offerDirection = "inactive"
-
-
-def _stalled_transceivers(pc: Any) -> bool:
-    """True when a negotiated sender or receiver never started.
-
-    aiortc starts RTP for a transceiver only if the DTLS transport is already connected
-    when a description is applied; a renegotiation that lands mid-handshake leaves that
-    transceiver silent for good.
-    """
-    for t in pc.getTransceivers():
-        direction = getattr(t, "currentDirection", None)
-        sending = direction in ("sendrecv", "sendonly") and t.sender.track is not None
-        if sending and getattr(t.sender, "_RTCRtpSender__started", True) is False:
-            return True
-        receiving = direction in ("sendrecv", "recvonly")
-        if receiving and getattr(t.receiver, "_RTCRtpReceiver__started", True) is False:
-            return True
-    return False
-
-
-def _closed_by_remote(pc: Any) -> bool:
-    """True when aiortc closed ``pc`` itself because the remote closed every DTLS transport
-    (close_notify): a clean hang-up, as opposed to ``pc.close()`` called on this side.
-    """
-    return getattr(pc, "_RTCPeerConnection__closeTask", None) is not None
-
-
-def _rebundle(pc: Any, remote_sdp: str) -> None:
-    """Put every bundled transceiver on the bundle's transport, after a remote description.
-
-    Works around aiortc with its default (balanced) bundle policy: a second transceiver of
-    one kind created before the first negotiation shares the first one's transport and is
-    marked bundled, so when the description's BUNDLE moves the first onto the transport of
-    the group's first mid, the second is left on the transport aiortc then stops, and its
-    RTP never starts.
-    """
-    mids = sdp_util.bundle_mids(remote_sdp)
-    if not mids:
-        return
-    owners = {t.mid: t.receiver.transport for t in pc.getTransceivers() if t.mid is not None}
-    sctp = pc.sctp
-    if sctp is not None and sctp.mid is not None:
-        owners[sctp.mid] = sctp.transport
-    primary = owners.get(mids[0])
-    if primary is None:
-        return
-    for t in pc.getTransceivers():
-        if t.mid in mids and t.receiver.transport is not primary:
-            t.receiver.setTransport(primary)
-            t.sender.setTransport(primary)
-
-
-_KICKS: set[asyncio.Future[Any]] = set()
-
-
-def _kick_transports(pc: Any) -> None:
-    """Re-run aiortc's (idempotent) transport start-up once DTLS is connected."""
-    connect = getattr(pc, "_RTCPeerConnection__connect", None)
-    if connect is not None and _stalled_transceivers(pc):
-        task = asyncio.ensure_future(connect())
-        _KICKS.add(task)
-        task.add_done_callback(_KICKS.discard)
 
 
 class _Attached:
@@ -301,11 +228,13 @@ class RemotePeer(EventEmitter):
         return self._owner._new_pc()
 
     def _wire_pc(self, pc: Any, generation: int) -> None:
+        log = self._owner._log
+
         def on_state() -> None:
             state = str(pc.connectionState)
             if state == "connected":
-                _kick_transports(pc)
-            hangup = state == "closed" and _closed_by_remote(pc)
+                aiortc_private.kick_transports(pc, log)
+            hangup = state == "closed" and aiortc_private.closed_by_remote(pc, log)
             self._feed(neg.ConnectionStateChanged(generation, state, remote_hangup=hangup))
 
         def on_track(track: Any) -> None:
@@ -355,7 +284,7 @@ class RemotePeer(EventEmitter):
         bound = [att for att in self._attached.values() if att.transceiver is None]
         for att in bound:
             transceiver = pc.addTransceiver(att.proxy, direction="sendrecv")
-            transceiver.sender._stream_id = att.stream_id  # aiortc: msid stream id
+            setattr(transceiver.sender, aiortc_private.STREAM_ID, att.stream_id)
             att.sender = transceiver.sender
             att.transceiver = transceiver
         return bound
@@ -544,10 +473,10 @@ class RemotePeer(EventEmitter):
                 raise MeteredRealtimeError("remote offer is not an SDP description")
             self._applying_remote_sdp = text
             await pc.setRemoteDescription(self._description("offer", text))
-            _rebundle(pc, text)
+            aiortc_private.rebundle(pc, text)
             self._after_remote_description(pc, text)
             answer = await pc.createAnswer()
-            _settle_unmatched_transceivers(pc)
+            aiortc_private.settle_unmatched_transceivers(pc, self._owner._log)
             await pc.setLocalDescription(answer)
             local = pc.localDescription.sdp
         except Exception as exc:
@@ -568,7 +497,7 @@ class RemotePeer(EventEmitter):
                 raise MeteredRealtimeError("remote answer is not an SDP description")
             self._applying_remote_sdp = text
             await pc.setRemoteDescription(self._description("answer", text))
-            _rebundle(pc, text)
+            aiortc_private.rebundle(pc, text)
             self._after_remote_description(pc, text)
         except Exception as exc:
             await self._handle(neg.DescriptionFailed(generation, "remote-answer", exc))
@@ -587,7 +516,7 @@ class RemotePeer(EventEmitter):
 
         def kick() -> None:
             if pc is self.pc and str(pc.connectionState) == "connected":
-                _kick_transports(pc)
+                aiortc_private.kick_transports(pc, self._owner._log)
 
         self._loop.call_later(0.5, kick)
 

@@ -1,0 +1,113 @@
+"""Canary: every aiortc/aioice internal the peer relies on is still there.
+
+The workarounds in ``peer/aiortc_private.py`` (and ``rtp_guard``, ``turn_errors``) read
+private attributes. An aiortc upgrade that renames one would switch stall and hang-up
+detection off; this test names each one that is missing. pyproject.toml pins the versions
+this suite ran with.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("aiortc")
+
+from collections.abc import Mapping
+from typing import Any
+
+import aioice.ice
+import aioice.stun
+import aioice.turn
+from aiortc import (
+    AudioStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    rtp,
+)
+
+from metered_realtime.peer import aiortc_private as private
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, Mapping[str, Any] | None]] = []
+
+    def _add(self, level: str, msg: str, ctx: Mapping[str, Any] | None) -> None:
+        self.lines.append((level, msg, ctx))
+
+    def debug(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
+        self._add("debug", msg, ctx)
+
+    def info(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
+        self._add("info", msg, ctx)
+
+    def warning(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
+        self._add("warning", msg, ctx)
+
+    def error(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
+        self._add("error", msg, ctx)
+
+
+async def test_every_private_attribute_the_peer_reads_exists() -> None:
+    pc = RTCPeerConnection(configuration=RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver(AudioStreamTrack(), direction="sendrecv")
+        track = AudioStreamTrack()
+        where = {
+            private.SENDER_STARTED: transceiver.sender,
+            private.RECEIVER_STARTED: transceiver.receiver,
+            private.CLOSE_TASK: pc,
+            private.CONNECT: pc,
+            private.OFFER_DIRECTION: transceiver,
+            private.STREAM_ID: transceiver.sender,
+            private.TRACK_ID: track,
+        }
+        missing = [f"{type(o).__name__}.{n}" for n, o in where.items() if not hasattr(o, n)]
+        assert not missing, f"aiortc lacks what the peer relies on: {missing}"
+        assert getattr(transceiver.sender, private.SENDER_STARTED) is False
+        assert getattr(transceiver.receiver, private.RECEIVER_STARTED) is False
+        assert getattr(pc, private.CLOSE_TASK) is None
+        assert callable(getattr(pc, private.CONNECT))
+
+        # Each write has the effect the peer counts on.
+        setattr(track, private.TRACK_ID, "canary-track")
+        assert track.id == "canary-track"
+        setattr(transceiver.sender, private.STREAM_ID, "canary-stream")
+        offer = await pc.createOffer()
+        assert "a=msid:canary-stream " in offer.sdp
+    finally:
+        await pc.close()
+
+
+def test_public_names_the_workarounds_and_guards_use_exist() -> None:
+    needed = {
+        "RTCRtpSender.setTransport": hasattr(RTCRtpSender, "setTransport"),
+        "RTCRtpReceiver.setTransport": hasattr(RTCRtpReceiver, "setTransport"),
+        "RTCPeerConnection.sctp": hasattr(RTCPeerConnection, "sctp"),
+        "RTCConfiguration.alwaysNegotiateDataChannels": "alwaysNegotiateDataChannels"
+        in RTCConfiguration.__dataclass_fields__,
+        "aiortc.rtp.HeaderExtensionsMap.get": hasattr(rtp.HeaderExtensionsMap, "get"),
+        "aiortc.rtp.HeaderExtensions": hasattr(rtp, "HeaderExtensions"),
+        "aioice.ice.get_host_addresses": hasattr(aioice.ice, "get_host_addresses"),
+        "aioice.turn.create_turn_endpoint": hasattr(aioice.turn, "create_turn_endpoint"),
+        "aioice.stun.TransactionFailed": hasattr(aioice.stun, "TransactionFailed"),
+        "aioice.stun.TransactionTimeout": hasattr(aioice.stun, "TransactionTimeout"),
+    }
+    missing = [name for name, present in needed.items() if not present]
+    assert not missing, f"aiortc/aioice lack what the peer relies on: {missing}"
+
+
+def test_a_missing_attribute_is_reported_once_not_silently() -> None:
+    log = Recorder()
+    name = "_canary_never_an_aiortc_attribute"
+    assert private.get(object(), name, "fallback", log) == "fallback"
+    assert private.get(object(), name, "fallback", log) == "fallback"
+    assert log.lines == [
+        (
+            "warning",
+            "aiortc has no private attribute the SDK relies on; its workaround is off",
+            {"attribute": name},
+        )
+    ]
