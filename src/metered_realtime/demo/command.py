@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> DemoOptions:
+    """The run's settings from the parsed flags."""
     return DemoOptions(
         host=args.host,
         port=args.port,
