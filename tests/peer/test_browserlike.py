@@ -236,11 +236,12 @@ async def test_browser_track_on_our_m_section_gets_its_metadata(
         assert ev.metadata == {"role": "camera"}
 
         # Ambiguous orphans (two unclaimed JS-style messages that disagree) match nothing,
-        # and messages that carry a kind (Python's) never count as orphans.
-        remote._store_track_meta("js-other", {"role": "screen"}, None, None)
-        assert remote._lookup_meta("unknown", ev.track, "browser-stream") is None
-        remote._store_track_meta("js-other", None, None, None)
-        remote._store_track_meta("py-track", {"role": "screen"}, "audio", "s")
-        assert remote._lookup_meta("unknown", ev.track, "browser-stream") == {"role": "camera"}
+        # and messages that carry a stream id (Python's) never count as orphans.
+        cache = remote._track_meta
+        cache.store("js-other", {"role": "screen"}, None, None)
+        assert cache.lookup("unknown", ev.track.id, "audio", "browser-stream") is None
+        cache.store("js-other", None, None, None)
+        cache.store("py-track", {"role": "screen"}, "audio", "s")
+        assert cache.lookup("unknown", ev.track.id, "audio", "browser-stream") == {"role": "camera"}
     finally:
         await raw.close()

@@ -523,7 +523,7 @@ class MeteredPeer(EventEmitter):
                     return True  # oversized bag: dropped
             except (TypeError, ValueError):
                 return True
-        remote._store_track_meta(track_id, metadata, body.get("kind"), body.get("streamId"))
+        remote._track_meta.store(track_id, metadata, body.get("kind"), body.get("streamId"))
         return True
 
     # --- join / close -----------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +30,11 @@ from ..media.stream import MediaStream
 from . import aiortc_private, turn_errors
 from . import negotiation as neg
 from . import sdp as sdp_util
+from .trackmeta import TrackMetaCache
 
 if TYPE_CHECKING:
     from .metered import MeteredPeer
 
-MAX_TRACK_META = 512
 MAX_INBOX = 4096
 MAX_OUTBOX = 4096
 PC_CLOSE_CAP = 2.0
@@ -88,8 +88,7 @@ class RemotePeer(EventEmitter):
         self._wakeup = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._removed = False
-        self._track_meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._track_meta_extra: dict[str, tuple[str | None, str | None]] = {}
+        self._track_meta = TrackMetaCache()
         self._attached: dict[int, _Attached] = {}  # id(original track) -> attachment
         self._bound: list[_Attached] = []  # given an m-section by the offer in flight
         self._channels: list[Any] = []
@@ -141,62 +140,6 @@ class RemotePeer(EventEmitter):
         if sctp is None or getattr(sctp, "mid", None) is None:
             self._feed(neg.NegotiationNeeded())
         return channel
-
-    # --- track metadata cache ------------------------------------------------
-
-    def _store_track_meta(
-        self,
-        track_id: str,
-        metadata: dict[str, Any] | None,
-        kind: str | None,
-        stream_id: str | None,
-    ) -> None:
-        if metadata is None:
-            self._track_meta.pop(track_id, None)
-            self._track_meta_extra.pop(track_id, None)
-            return
-        if track_id in self._track_meta:
-            self._track_meta[track_id] = metadata
-        else:
-            self._track_meta[track_id] = metadata
-            while len(self._track_meta) > MAX_TRACK_META:
-                old, _ = self._track_meta.popitem(last=False)
-                self._track_meta_extra.pop(old, None)
-        self._track_meta_extra[track_id] = (kind, stream_id)
-
-    def _lookup_meta(
-        self,
-        msid_track: str | None,
-        track: Any,
-        stream_id: str | None,
-        claimed: frozenset[str] = frozenset(),
-    ) -> Any:
-        """Metadata for an inbound track; ``claimed``: the msid track ids of the remote SDP."""
-        for key in (msid_track, getattr(track, "id", None)):
-            if key and key in self._track_meta:
-                return self._track_meta[key]
-        kind = getattr(track, "kind", None)
-        if stream_id is not None:
-            found = [
-                self._track_meta[t]
-                for t, (k, s) in self._track_meta_extra.items()
-                if s == stream_id and k == kind and t in self._track_meta
-            ]
-            if found and all(f == found[0] for f in found):
-                return found[0]
-        # A browser that attaches its track to a transceiver our offer created announces
-        # that transceiver's generated sender id in msid, not the track id its metadata
-        # message names, and the JS message has no kind or stream id. Such a message is
-        # "orphaned": no m-section claims its track id. When every orphaned message agrees,
-        # that is the metadata of this track.
-        orphans = [
-            meta
-            for t, meta in self._track_meta.items()
-            if t not in claimed and self._track_meta_extra.get(t, (None, None)) == (None, None)
-        ]
-        if orphans and all(o == orphans[0] for o in orphans):
-            return orphans[0]
-        return None
 
     # --- outbound messages ----------------------------------------------------
 
@@ -592,7 +535,9 @@ class RemotePeer(EventEmitter):
         stream_id = msid[0] if msid and msid[0] != NO_STREAM else None
         msid_track = msid[1] if msid else None
         claimed = frozenset(t for _, t in by_mid.values() if t)
-        metadata = self._lookup_meta(msid_track, track, stream_id, claimed)
+        metadata = self._track_meta.lookup(
+            msid_track, getattr(track, "id", None), track.kind, stream_id, claimed
+        )
         streams: tuple[MediaStream, ...] = ()
         added: MediaStream | None = None
         if stream_id is not None:
