@@ -324,7 +324,7 @@ async def test_an_eviction_found_by_many_writes_is_logged_once(server, caplog):
         server.server.evict_slow(conn)
     assert (await wire.closed())[:1] == (1008,)
     evictions = [r.getMessage() for r in caplog.records if "evicting" in r.getMessage()]
-    assert evictions == [f"evicting slow consumer {wire.peer_id}"]
+    assert evictions == [f"evicting slow consumer {wire.peer_id} from 127.0.0.1"]
 
 
 async def test_slow_consumer_is_evicted_with_1008(server_factory, caplog):
@@ -355,7 +355,9 @@ async def test_slow_consumer_is_evicted_with_1008(server_factory, caplog):
         code, reason = await slow.closed(timeout=30)
         assert code == 1008 and reason == "slow consumer"
         evictions = [r for r in caplog.records if r.getMessage().startswith("evicting slow")]
-        assert [r.getMessage() for r in evictions] == [f"evicting slow consumer {slow.peer_id}"]
+        assert [r.getMessage() for r in evictions] == [
+            f"evicting slow consumer {slow.peer_id} from 127.0.0.1"
+        ]
         # Everyone else is unaffected: the fast subscriber still gets what follows.
         await pub.send({"type": "publish", "channel": "c", "data": "after"})
         for _ in range(1000):
