@@ -135,19 +135,27 @@ def server_conn(server: Any, peer_id: str) -> Conn:
     raise AssertionError(f"no connection {peer_id}")
 
 
+def record_writes(transport: Any) -> list[bytes]:
+    """Each write call on a real socket's transport, recorded as it goes through."""
+    writes: list[bytes] = []
+    real_write = transport.write
+
+    def write(data: bytes) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    def writelines(parts: list[bytes]) -> None:
+        write(b"".join(parts))
+
+    transport.write, transport.writelines = write, writelines
+    return writes
+
+
 async def test_frames_of_one_turn_leave_in_one_write_in_order(server):
     subscriber = await Wire.open(server.key_url())
     await subscriber.subscribe("cork")
     conn = server_conn(server, subscriber.peer_id)
-    transport = conn.handle.transport
-    writes: list[int] = []
-    real_write = transport.write
-
-    def counting_write(data: bytes) -> None:
-        writes.append(len(data))
-        real_write(data)
-
-    transport.write = counting_write  # counts the real writes of a real socket
+    writes = record_writes(conn.handle.transport)
     publisher = await RawClient.open(server.key_url())
     assert (await publisher.recv())["type"] == "welcome"
     count = 100
@@ -190,3 +198,19 @@ async def test_a_close_follows_every_frame_queued_before_it(server_factory):
         assert await client.recv() == {"type": "pong", "requestId": "third"}
         assert await client.close_code() == 4011
         client.close()
+
+
+async def test_what_a_read_brings_is_answered_before_the_loop_turns(server):
+    wire = await Wire.open(server.key_url())
+    ws = server_conn(server, wire.peer_id).handle
+    writes = record_writes(ws.transport)
+    # Two messages in one read, fed as the event loop would, without yielding to it.
+    ws.data_received(
+        text({"type": "ping", "requestId": "a"}) + text({"type": "ping", "requestId": "b"})
+    )
+    # Both answers are written already, together.
+    assert len(writes) == 1, writes
+    assert b'"requestId":"a"' in writes[0] and b'"requestId":"b"' in writes[0]
+    assert await wire.recv() == {"type": "pong", "requestId": "a"}
+    assert await wire.recv() == {"type": "pong", "requestId": "b"}
+    await wire.close()

@@ -1,9 +1,13 @@
 """The hub's output to the sockets: frames corked per connection for one event-loop turn.
 
 Writing each frame with its own ``transport.write`` is a system call per frame. Instead
-the frames a connection is given during one turn of the loop are queued and leave
-together, in one write, at the start of the next turn: under load a socket takes many
-frames per call, while a lone frame waits only for the loop to come round once.
+the frames a connection is given are queued and leave together, in one write, when the
+read that caused them has been handled, or for other sources (timers, the cluster) at the
+start of the next loop turn: under load a socket takes many frames per call.
+
+A connection's read ends with ``flush`` too (see ``inbound.MessageTap``): what one read
+brought is answered at once, every frame a socket got from it in one write, and a lone
+round trip does not wait for the loop to come round.
 
 What stays exact: frames leave in the order the hub wrote them; a close first writes what
 was queued for that connection, so the close frame follows every frame before it; the
@@ -22,15 +26,22 @@ from websockets.protocol import State
 
 from .hub import Conn
 
+SPLIT_AT = 16 * 1024
+"""A payload this big is queued apart from its header rather than copied behind it."""
 
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented WebSocket text frame (what a server sends)."""
+
+def text_frame(payload: bytes) -> tuple[bytes] | tuple[bytes, bytes]:
+    """One unmasked, unfragmented WebSocket text frame (what a server sends), as the
+    buffers to write: header and payload joined, or side by side when the payload is big
+    (a presence snapshot), so it is not copied again."""
     size = len(payload)
     if size < 126:
-        return bytes((0x81, size)) + payload
+        return (bytes((0x81, size)) + payload,)
     if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+        head = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return (head, payload) if size >= SPLIT_AT else (head + payload,)
 
 
 class CorkedSink:
@@ -51,6 +62,7 @@ class CorkedSink:
         self._evict = evict
         self._spawn = spawn
         self._queued: dict[Conn, list[bytes]] = {}
+        self._scheduled = False
 
     def send(self, conn: Conn, payload: bytes) -> None:
         self._queue(conn, text_frame(payload))
@@ -58,14 +70,14 @@ class CorkedSink:
     def fanout(self, conns: Iterable[Conn], payload: bytes) -> None:
         frame = text_frame(payload)
         queued = self._queued
-        if not queued:
-            asyncio.get_running_loop().call_soon(self.flush)
+        if not self._scheduled:
+            self._schedule()
         for conn in conns:
             frames = queued.get(conn)
             if frames is None:
-                queued[conn] = [frame]
+                queued[conn] = list(frame)
             else:
-                frames.append(frame)
+                frames.extend(frame)
 
     def close(self, conn: Conn, code: int, reason: str) -> None:
         frames = self._queued.pop(conn, None)
@@ -74,18 +86,28 @@ class CorkedSink:
         ws: ServerConnection = conn.handle
         self._spawn(ws.close(code, reason))
 
-    def _queue(self, conn: Conn, frame: bytes) -> None:
+    def _queue(self, conn: Conn, frame: tuple[bytes, ...]) -> None:
+        if not self._scheduled:
+            self._schedule()
         queued = self._queued
-        if not queued:
-            asyncio.get_running_loop().call_soon(self.flush)
         frames = queued.get(conn)
         if frames is None:
-            queued[conn] = [frame]
+            queued[conn] = list(frame)
         else:
-            frames.append(frame)
+            frames.extend(frame)
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._turn_over)
+
+    def _turn_over(self) -> None:
+        self._scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         """Write every connection's queued frames, one write each."""
+        if not self._queued:
+            return
         queued, self._queued = self._queued, {}
         write = self._write
         for conn, frames in queued.items():
@@ -98,6 +120,9 @@ class CorkedSink:
         transport = ws.transport
         if transport.is_closing():
             return
-        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if len(frames) == 1:
+            transport.write(frames[0])
+        else:
+            transport.writelines(frames)  # one gathered write, nothing joined first
         if transport.get_write_buffer_size() > self._limit:
             self._evict(conn)
