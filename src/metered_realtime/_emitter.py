@@ -276,6 +276,7 @@ class EventEmitter:
         msg = scrub(f"event handler {name} for {type(event).__name__} raised {type(exc).__name__}")
         if text:
             msg += ": " + scrub(text)
+        # The application's own logger raised: there is nowhere left to report it.
         with contextlib.suppress(Exception):
             self._emitter_logger.error(msg)
 

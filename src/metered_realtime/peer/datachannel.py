@@ -9,6 +9,7 @@ from typing import Any
 
 from .._emitter import EventEmitter
 from .._logging import Logger
+from .._swallow import best_effort
 from ..errors import DataChannelOverflowError, MeteredRealtimeError
 from ..events import DCClose, DCError, DCMessage, DCOpen
 
@@ -51,7 +52,10 @@ class DataChannel(EventEmitter):
         self._lock = asyncio.Lock()
         self._low = asyncio.Event()
         self.label: str = str(getattr(channel, "label", ""))
-        with contextlib.suppress(Exception):
+        # aiortc refuses a threshold outside 0..2**32-1; the poll fallback still works then.
+        with best_effort(
+            self._emitter_logger, "setting the low-buffer threshold", self._ctx(), (ValueError,)
+        ):
             channel.bufferedAmountLowThreshold = self._low_threshold
         self._listeners: list[tuple[str, Callable[..., None]]] = [
             ("open", self._on_open),
@@ -84,6 +88,9 @@ class DataChannel(EventEmitter):
         return f"<DataChannel label={self.label!r} state={self.ready_state}>"
 
     # --- channel callbacks --------------------------------------------------
+
+    def _ctx(self) -> dict[str, Any]:
+        return {"label": self.label}
 
     def _on_open(self) -> None:
         self.emit(DCOpen())
@@ -145,7 +152,8 @@ class DataChannel(EventEmitter):
     def _cleanup(self) -> None:
         self._closed = True
         for name, fn in self._listeners:
-            with contextlib.suppress(Exception):
+            # pyee raises KeyError for a listener it no longer has.
+            with best_effort(self._emitter_logger, "removing a listener", self._ctx(), (KeyError,)):
                 self._channel.remove_listener(name, fn)
         self._low.set()  # wake suspended sends; they see _closed and fail
         self._teardown_emitter()
@@ -155,5 +163,5 @@ class DataChannel(EventEmitter):
         if self._closed:
             return
         self._cleanup()
-        with contextlib.suppress(Exception):
+        with best_effort(self._emitter_logger, "closing the data channel", self._ctx()):
             self._channel.close()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from .._emitter import EventEmitter
 from .._logging import Logger, NoopLogger
 from .._scrub import scrub, scrub_exception
+from .._swallow import best_effort
 from .._types import IceServerConfig, TokenProviderFn
 from ..errors import (
     AccountSuspendedError,
@@ -24,6 +25,7 @@ from ..errors import (
     MeteredRealtimeError,
     ReconcileTimeoutError,
     ReplaceTrackFailure,
+    SignallingError,
     TokenExpiredError,
     TokenProviderFailedError,
     fatal_error_for_close,
@@ -258,8 +260,9 @@ class MeteredPeer(EventEmitter):
             pc = self._pc_factory(config)
         else:
             pc = RTCPeerConnection(configuration=config)
-        with contextlib.suppress(Exception):
-            pc._metered_config = config  # read back by RemotePeer.create_data_channel
+        # Read back by RemotePeer.create_data_channel; a test factory's object may have slots.
+        with best_effort(self._log, "keeping the configuration", None, (AttributeError,)):
+            pc._metered_config = config
         return pc
 
     def _copy_of(self, track: Any) -> Any:
@@ -363,7 +366,7 @@ class MeteredPeer(EventEmitter):
             channel, opts = self._channel, self._sub_opts
 
             async def resubscribe() -> None:
-                with contextlib.suppress(Exception):
+                with best_effort(self._log, "forced re-subscribe", {"channel": channel}):
                     await self._client.subscribe(channel, opts)
 
             self._spawn(resubscribe())
@@ -460,7 +463,7 @@ class MeteredPeer(EventEmitter):
 
         async def finish() -> None:
             for remote in departed:
-                with contextlib.suppress(Exception):
+                with best_effort(self._log, "closing a departed peer", {"peer": remote.id}):
                     await remote._close()
                 self.emit(PeerLeft(remote))
             for remote in survivors:
@@ -546,9 +549,12 @@ class MeteredPeer(EventEmitter):
             if self._current_state() == "joining":
                 self._channel = None
                 self._set_state("idle")
-                with contextlib.suppress(Exception):
+                # The join failed: the client may not be connected any more.
+                with best_effort(
+                    self._log, "unsubscribe after a failed join", None, (SignallingError,)
+                ):
                     await self._client.unsubscribe(channel)
-                with contextlib.suppress(Exception):
+                with best_effort(self._log, "closing the client after a failed join"):
                     await self._client.close()
                 for remote in list(self._remotes.values()):
                     await self._remove_remote(remote)
@@ -563,7 +569,7 @@ class MeteredPeer(EventEmitter):
             return
         if self._state == "idle":
             self._set_state("closed")
-            with contextlib.suppress(Exception):
+            with best_effort(self._log, "closing the client"):
                 await self._client.close()
             await self._drain_handlers()
             self._teardown_emitter()
@@ -579,7 +585,7 @@ class MeteredPeer(EventEmitter):
         for remote in list(self._remotes.values()):
             await self._remove_remote(remote)
         self._forget_tracks()
-        with contextlib.suppress(Exception):
+        with best_effort(self._log, "closing the client"):
             await self._client.close()
         channel, self._channel = self._channel, None
         self._set_state("closed")

@@ -8,13 +8,13 @@ through one FIFO sender so metadata always precedes the offer that carries the t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._emitter import EventEmitter
 from .._scrub import scrub_exception
+from .._swallow import best_effort
 from ..errors import IceRestartExhaustedError, MeteredRealtimeError
 from ..events import (
     ConnectionReset,
@@ -268,7 +268,7 @@ class RemotePeer(EventEmitter):
         if att.transceiver is None:  # never offered: nothing to renegotiate
             self._stop_later(att.proxy)
             return False
-        with contextlib.suppress(Exception):
+        with best_effort(self._owner._log, "detaching a track", {"peer": self.id}):
             att.sender.replaceTrack(None)
         if att.transceiver is not None:
             direction = att.transceiver.direction
@@ -278,6 +278,13 @@ class RemotePeer(EventEmitter):
         self._stop_later(att.proxy)
         return True
 
+    def _stop_copies(self) -> None:
+        """Stop every relay copy attached to the current connection and forget them."""
+        for att in self._attached.values():
+            with best_effort(self._owner._log, "stopping a copy", {"peer": self.id}):
+                att.proxy.stop()
+        self._attached = {}
+
     def _stop_later(self, proxy: Any) -> None:
         """Stop a replaced relay copy once the sender has moved off it.
 
@@ -286,7 +293,7 @@ class RemotePeer(EventEmitter):
         """
 
         def stop() -> None:
-            with contextlib.suppress(Exception):
+            with best_effort(self._owner._log, "stopping a replaced copy", {"peer": self.id}):
                 proxy.stop()
 
         self._loop.call_later(STOP_REPLACED_AFTER, stop)
@@ -489,10 +496,7 @@ class RemotePeer(EventEmitter):
         old = self.pc
         had_channels = bool(self._channels)
         self._channels = []
-        for att in self._attached.values():
-            with contextlib.suppress(Exception):
-                att.proxy.stop()
-        self._attached = {}
+        self._stop_copies()
         self._bound = []
         self._inbound_streams = {}
         self._stream_tracks = {}
@@ -513,7 +517,10 @@ class RemotePeer(EventEmitter):
     async def _close_pc(self, pc: Any, grace: float) -> None:
         if grace > 0:
             await asyncio.sleep(grace)
-        with contextlib.suppress(Exception):
+        # Closing is capped: a connection stuck in its DTLS shutdown is abandoned.
+        with best_effort(
+            self._owner._log, "closing a connection", {"peer": self.id}, (asyncio.TimeoutError,)
+        ):
             await asyncio.wait_for(pc.close(), PC_CLOSE_CAP)
 
     # --- inbound media ------------------------------------------------------------
@@ -560,7 +567,10 @@ class RemotePeer(EventEmitter):
                     return
                 self._track_ended(stream_id, track)
 
-            with contextlib.suppress(Exception):
+            # A track from a test's connection factory may not be an event emitter.
+            with best_effort(
+                self._owner._log, "watching a track's end", {"peer": self.id}, (AttributeError,)
+            ):
                 track.on("ended", on_ended)
         self.emit(Track(track, streams, metadata))
         if added is not None:
@@ -628,7 +638,13 @@ class RemotePeer(EventEmitter):
         self._removed = True
         if self._timer is not None:
             self._timer.cancel()
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+        # The worker handles Close within moments; a stuck one is cancelled below.
+        with best_effort(
+            self._owner._log,
+            "waiting for the negotiation worker",
+            {"peer": self.id},
+            (asyncio.TimeoutError, asyncio.CancelledError),
+        ):
             await asyncio.wait_for(asyncio.shield(self._worker), 2.0)
         if not self._worker.done():
             self._worker.cancel()
@@ -637,9 +653,6 @@ class RemotePeer(EventEmitter):
             self._neg = neg.NegotiationState(polite=self._neg.polite, peer_state="closed")
             self.emit(StateChange(before, "closed"))
         self._sender.cancel()
-        for att in self._attached.values():
-            with contextlib.suppress(Exception):
-                att.proxy.stop()
-        self._attached = {}
+        self._stop_copies()
         await self._close_pc(self.pc, 0.0)
         self._teardown_emitter()

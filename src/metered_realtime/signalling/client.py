@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import math
 import random
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .._emitter import EventEmitter
 from .._logging import Logger, NoopLogger, ScrubbingLogger
 from .._scrub import scrub, scrub_exception
+from .._swallow import best_effort
 from .._types import SignallingClientState, TokenProviderFn
 from ..errors import (
     AckTimeoutError,
@@ -552,6 +552,8 @@ class SignallingClient(EventEmitter):
                 transport.abort()
 
     async def _liveness(self, ws: ClientConnection) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         deadline = time.monotonic() + self._welcome_timeout
         for _ in range(10_000_000):  # ends with the session (cancelled) or a close
             if self._ws is not ws:
@@ -577,7 +579,13 @@ class SignallingClient(EventEmitter):
                 if quiet >= self._heartbeat:
                     self._last_ping = now
                     quiet = 0.0
-                    with contextlib.suppress(Exception):
+                    # A dead socket shows up in the reader; the watchdog ends a silent one.
+                    with best_effort(
+                        self._log,
+                        "heartbeat ping",
+                        {"peer": self._peer_id},
+                        (ConnectionClosed, asyncio.TimeoutError),
+                    ):
                         await asyncio.wait_for(ws.send(_PING_TEXT), CLOSE_WAIT)
                 wait = min(wait, self._heartbeat - quiet)
             await asyncio.sleep(max(wait, 0.005))
