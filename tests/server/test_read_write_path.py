@@ -198,19 +198,3 @@ async def test_a_close_follows_every_frame_queued_before_it(server_factory):
         assert await client.recv() == {"type": "pong", "requestId": "third"}
         assert await client.close_code() == 4011
         client.close()
-
-
-async def test_what_a_read_brings_is_answered_before_the_loop_turns(server):
-    wire = await Wire.open(server.key_url())
-    ws = server_conn(server, wire.peer_id).handle
-    writes = record_writes(ws.transport)
-    # Two messages in one read, fed as the event loop would, without yielding to it.
-    ws.data_received(
-        text({"type": "ping", "requestId": "a"}) + text({"type": "ping", "requestId": "b"})
-    )
-    # Both answers are written already, together.
-    assert len(writes) == 1, writes
-    assert b'"requestId":"a"' in writes[0] and b'"requestId":"b"' in writes[0]
-    assert await wire.recv() == {"type": "pong", "requestId": "a"}
-    assert await wire.recv() == {"type": "pong", "requestId": "b"}
-    await wire.close()

@@ -47,8 +47,9 @@ class Server:
         self.store = store if store is not None else open_store(config.db)
         self._owns_store = store is None
         self.keys = KeyCache(self.store)
-        self._sink = CorkedSink(config.outbound_buffer_limit, self.evict_slow, self.spawn)
-        self.hub = Hub(config, self._sink)
+        self.hub = Hub(
+            config, CorkedSink(config.outbound_buffer_limit, self.evict_slow, self.spawn)
+        )
         self.broker: RedisBroker | None = None
         self._node_admin = ClusterAdmin(self)
         self.node_id = random_base62(NODE_ID_LENGTH)
@@ -315,7 +316,7 @@ class Server:
                 self._reschedule()
 
         try:
-            front.deliver_to(receive, self._sink.flush)
+            front.deliver_to(receive)
             await ws.wait_closed()
         finally:
             hub.disconnect(conn, time.time())

@@ -33,25 +33,21 @@ class MessageTap(ServerConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._consumer: Consumer | None = None
-        self._after_read: Callable[[], None] | None = None
         self._early: list[str | bytes] = []
         # A fragmented message's parts so far; websockets bounds their total by max_size.
         self._parts: list[bytes] = []
         self._text = False
         self._failed = False
 
-    def deliver_to(self, consumer: Consumer, after_read: Callable[[], None] | None = None) -> None:
+    def deliver_to(self, consumer: Consumer) -> None:
         """Hand every message, those held so far first, to ``consumer`` from now on.
 
-        ``after_read`` runs once the messages of one read are handled (the server flushes
-        its corked output there).
         The handshake's headers are dropped: read what you need of them first.
         A text message arrives as ``str``, a binary one as ``bytes``. ``consumer`` runs in
         the protocol callback: it must not block, and what it raises is logged and closes
         the connection with 1011.
         """
         self._consumer = consumer
-        self._after_read = after_read
         # The handshake's headers are read by now; kept, they were ~2.5 KiB a connection.
         if self.request is not None:
             self.request.headers = Headers()
@@ -62,14 +58,6 @@ class MessageTap(ServerConnection):
             self._consume(consumer, message)
         if len(early) >= EARLY_MESSAGES:
             self.transport.resume_reading()
-        if after_read is not None:
-            after_read()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        after_read = self._after_read
-        if after_read is not None:
-            after_read()
 
     def process_event(self, event: Any) -> None:
         if self.request is None or not isinstance(event, Frame):
