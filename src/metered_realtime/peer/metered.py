@@ -59,6 +59,7 @@ from .ice_policy import IceTransportPolicy, check_policy, rtc_policy
 from .negotiation import HANGUP_GRACE, is_polite
 from .recovery import RecoveryState
 from .remote import RemotePeer
+from .seam import Member
 
 MeteredPeerState = Literal["idle", "joining", "joined", "reconnecting", "leaving", "closed"]
 
@@ -316,7 +317,7 @@ class MeteredPeer(EventEmitter):
                 body["streamId"] = local.stream.id
         return {TRACK_META_KEY: body}
 
-    def _announce_tracks(self, remote: RemotePeer) -> None:
+    def _announce_tracks(self, remote: Member) -> None:
         for local in self._local.values():
             if local.metadata is not None:
                 remote._enqueue_direct(self._meta_message(local))
@@ -714,7 +715,7 @@ class MeteredPeer(EventEmitter):
         succeeded: list[str] = []
         failed: list[ReplaceTrackFailure] = []
         for remote in list(self._remotes.values()):
-            if id(old) not in remote._attached:
+            if not remote._carries(old):
                 continue
             try:
                 remote._replace(old, new)

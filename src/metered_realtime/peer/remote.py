@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._emitter import EventEmitter
 from .._scrub import scrub_exception
@@ -30,10 +30,8 @@ from ..media.stream import MediaStream
 from . import aiortc_private, turn_errors
 from . import negotiation as neg
 from . import sdp as sdp_util
+from .seam import Owner
 from .trackmeta import TrackMetaCache
-
-if TYPE_CHECKING:
-    from .metered import MeteredPeer
 
 MAX_INBOX = 4096
 MAX_OUTBOX = 4096
@@ -73,7 +71,7 @@ class RemotePeer(EventEmitter):
 
     def __init__(
         self,
-        owner: MeteredPeer,
+        owner: Owner,
         peer_id: str,
         metadata: dict[str, Any] | None,
         polite: bool,
@@ -277,6 +275,9 @@ class RemotePeer(EventEmitter):
             )
         self._stop_later(att.proxy)
         return True
+
+    def _carries(self, track: Any) -> bool:
+        return id(track) in self._attached
 
     def _stop_copies(self) -> None:
         """Stop every relay copy attached to the current connection and forget them."""
