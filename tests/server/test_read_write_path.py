@@ -198,3 +198,17 @@ async def test_a_close_follows_every_frame_queued_before_it(server_factory):
         assert await client.recv() == {"type": "pong", "requestId": "third"}
         assert await client.close_code() == 4011
         client.close()
+
+
+async def test_the_handshake_is_not_kept_once_the_connection_is_admitted(server):
+    # ~2.5 KiB a connection, and the request line holds the credential.
+    wire = await Wire.open(server.token_url(server.mint()))
+    ws = server_conn(server, wire.peer_id).handle
+    assert ws.request.path == "" and not list(ws.request.headers.raw_items())
+    assert not list(ws.response.headers.raw_items())
+    assert ws.target is None
+    assert await wire.request({"type": "ping", "requestId": "p"}) == {
+        "type": "pong",
+        "requestId": "p",
+    }
+    await wire.close()

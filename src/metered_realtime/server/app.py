@@ -315,6 +315,9 @@ class Server:
             if hub.has_deadlines:
                 self._reschedule()
 
+        # Not kept for the connection's life: the credential's copies (a JWT may be KiBs).
+        del target, query, keys, tokens
+        front.target = None
         try:
             front.deliver_to(receive)
             await ws.wait_closed()

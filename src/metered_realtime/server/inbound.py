@@ -42,14 +42,16 @@ class MessageTap(ServerConnection):
     def deliver_to(self, consumer: Consumer) -> None:
         """Hand every message, those held so far first, to ``consumer`` from now on.
 
-        The handshake's headers are dropped: read what you need of them first.
+        The handshake's path and headers are dropped: read what you need of them first.
         A text message arrives as ``str``, a binary one as ``bytes``. ``consumer`` runs in
         the protocol callback: it must not block, and what it raises is logged and closes
         the connection with 1011.
         """
         self._consumer = consumer
-        # The handshake's headers are read by now; kept, they were ~2.5 KiB a connection.
+        # The handshake is read by now. Kept, its headers were ~2.5 KiB a connection, and its
+        # path holds the credential.
         if self.request is not None:
+            self.request.path = ""
             self.request.headers = Headers()
         if self.response is not None:
             self.response.headers = Headers()
