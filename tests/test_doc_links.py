@@ -17,6 +17,8 @@ FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 # Built in two parts so that this file does not mention them itself.
 OUTSIDE = ("../" + "shared", "/work/" + "shared")
+# The specification's pages by name: a reader of the repository has none of them.
+SPEC_PAGES = re.compile(r"\b(?:SDK|PROTOCOL|SERVER|ARCHITECTURE)" + r"\.md\b")
 
 
 def prose(text: str) -> str:
@@ -78,4 +80,5 @@ def test_nothing_points_outside_the_repository() -> None:
         except (UnicodeDecodeError, OSError):
             continue  # binary files (images) hold no references; a deleted file is gone
         offenders += [f"{name}: {o}" for o in OUTSIDE if o in text]
+        offenders += [f"{name}: {m.group()}" for m in SPEC_PAGES.finditer(text)]
     assert not offenders, offenders

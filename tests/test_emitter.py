@@ -1,4 +1,4 @@
-"""The event model shared by every emitter (SDK.md §2, §14.4)."""
+"""The event model shared by every emitter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event dataclasses: frozen, slotted, fields in the declared order (SDK.md §3, §14.1)."""
+"""Event dataclasses: frozen, slotted, fields in the declared order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public surface of ``metered_realtime`` (SDK.md §1)."""
+"""The public surface of ``metered_realtime``."""
 
 from __future__ import annotations
 

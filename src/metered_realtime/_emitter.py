@@ -1,4 +1,4 @@
-"""One event mechanism for every emitter: ``on``/``once``/``off``/``events()`` (SDK.md §2)."""
+"""One event mechanism for every emitter: ``on``/``once``/``off``/``events()``."""
 
 from __future__ import annotations
 

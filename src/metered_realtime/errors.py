@@ -1,4 +1,4 @@
-"""The typed error tree of the SDK (SDK.md sections 10 and 14)."""
+"""The typed error tree of the SDK."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every event the SDK emits, as a frozen, slotted dataclass (SDK.md section 3).
+"""Every event the SDK emits, as a frozen, slotted dataclass.
 
 Dispatch is keyed by the exact class. Fields that refer to WebRTC objects
 (``RemotePeer``, ``MediaStream``, aiortc tracks and channels) are typed ``Any`` so

@@ -58,7 +58,7 @@ async def test_browser_and_python_exchange_data(
     ev = await watch.events.next(Data)
     assert (ev.kind, ev.data) == ("direct", 42)
 
-    # Nothing was negotiated: data-only peers stay idle on both ends (PROTOCOL.md 7.3).
+    # Nothing was negotiated: data-only peers stay idle on both ends.
     assert remote.state == "idle"
     state = await page.call("state")
     assert [r["state"] for r in state["remotes"]] == ["idle"]

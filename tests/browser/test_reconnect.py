@@ -5,7 +5,7 @@
 * Python's WebSocket (through a fault-injecting proxy) is aborted; the SignallingClient
   reconnects with a new peer id. The server announces the old id as left and the new one as
   joined, so the page sees peer-left then peer-joined (the server gives every connection a
-  fresh id: SERVER.md 1.6), while the Python side keeps its very RemotePeer for the browser,
+  fresh id), while the Python side keeps its very RemotePeer for the browser,
   swaps its connection (ConnectionReset) and renegotiates; media resumes both ways.
 * The page's own WebSocket is aborted the same way: now the JS SDK is the survivor. It keeps
   its RemotePeer for the Python peer, emits connection-reset, and media resumes; Python sees

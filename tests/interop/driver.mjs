@@ -94,7 +94,7 @@ function makeSocket(url) {
 }
 
 // A stand-in RTCPeerConnection: Node has none. It never negotiates, so a MeteredPeer that
-// attaches no media and opens no data channel stays "idle" with every remote (PROTOCOL.md §7.3),
+// attaches no media and opens no data channel stays "idle" with every remote,
 // which is all the signalling-level MeteredPeer tests need.
 class InertPeerConnection {
   constructor(config) {

@@ -19,7 +19,7 @@ def seq_of(client: JSClient, name: str, match: Any) -> int:
 
 
 async def test_joined_presence_precedes_anything_from_the_joiner(server: Any, js: MakeJS) -> None:
-    """PROTOCOL.md 3.8.3: a member sees presence{joined:[X]} before any direct or message from
+    """docs/protocol.md, Ordering: a member sees presence{joined:[X]} before any direct or message from
     X, even when X subscribes, sends and publishes back to back (presence is coalesced)."""
     alice, bob = await js("alice"), await js("bob")
     a = (await alice.connect(server.url, key=server.api_key) or {})["peerId"]

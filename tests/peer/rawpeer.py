@@ -1,8 +1,7 @@
 """A browser-like remote for MeteredPeer tests: a plain aiortc connection driven by the test.
 
-It joins the room with its own SignallingClient and speaks the JS SDK's wire conventions
-(PROTOCOL.md section 7.1) the way a browser does: its connection does not negotiate a data
-channel up front (the SCTP section only appears once it creates a channel), and it can send
+It joins the room with its own SignallingClient and speaks the JS SDK's wire conventions the way a
+browser does: its connection does not negotiate a data channel up front (the SCTP section only appears once it creates a channel), and it can send
 its descriptions without candidates and trickle them afterwards as ``RTCIceCandidateInit``
 objects (``candidate:...``, ``sdpMid``, ``sdpMLineIndex``, ``usernameFragment``), ending with
 ``null``. Nothing here is automatic: each step is a call the test makes.

@@ -1,4 +1,4 @@
-"""First media, whichever side adds it and whichever side is polite (SDK.md section 14.13).
+"""First media, whichever side adds it and whichever side is polite.
 
 The published SDK's polite side waits 2 s for an offer before making its own; ours offers at
 once. No timing is asserted: the tests check *who* offered and that no deferral timer was ever

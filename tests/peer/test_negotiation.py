@@ -70,7 +70,7 @@ def test_burst_is_coalesced_into_one_offer() -> None:
 @pytest.mark.parametrize("polite", [True, False])
 def test_either_side_offers_its_first_need_at_once_with_no_timer(polite: bool) -> None:
     # The published SDK's polite side waits 2 s for an offer the impolite side may never
-    # make (it has nothing to send): media would wait with it (SDK.md section 14.13).
+    # make (it has nothing to send): media would wait with it.
     s = n.initial_state(polite=polite)
     s, acts = run(s, n.NegotiationNeeded(), 10.0)
     assert n.MakeOffer(0) in acts

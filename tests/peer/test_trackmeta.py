@@ -1,4 +1,4 @@
-"""The per-peer track metadata cache and the lookup order of SDK.md section 6."""
+"""The per-peer track metadata cache and the order in which a received track finds its metadata."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_orphans_are_unclaimed_messages_without_stream_of_no_other_kind() -> Non
     assert cache.lookup("sender-id", "x", "audio", "b", frozenset({"claimed"})) == CAM
     # For a video track the unclaimed video message is a candidate too, and disagrees.
     assert cache.lookup("sender-id", "x", "video", "b", frozenset({"claimed"})) is None
-    # A message of the same kind without a stream id counts (SDK.md section 6).
+    # A message of the same kind without a stream id counts.
     cache.store("js-cam", None, None, None)
     cache.store("py-audio", CAM, "audio", None)
     assert cache.lookup("sender-id", "x", "audio", "b", frozenset({"claimed"})) == CAM

@@ -2,7 +2,7 @@
 
 ``test_codec.py`` checks that the decoders never raise and round-trip what the encoders
 write. This file adds what it leaves open: for *any* JSON object the client decoder gives
-exactly the answer PROTOCOL.md §2.2/§2.5/§4.1 and SERVER.md name (the frame, or a
+exactly the answer docs/protocol.md and docs/server-reference.md name (the frame, or a
 ``Malformed`` whose error code and ``requestId`` are the ones the server must answer with),
 for non-finite numbers and runaway nesting anywhere in a frame the answer is still
 correlated, for mutated and truncated frames nothing invents a ``requestId``, and the
@@ -53,17 +53,17 @@ CLIENT_CODES |= {"missing_data"}
 
 
 def ref_channel(value: object) -> bool:
-    """PROTOCOL.md §2.2: a string of 1..256 characters, no C0/C1 control or DEL."""
+    """A string of 1..256 characters, no C0/C1 control or DEL."""
     return isinstance(value, str) and 1 <= len(value) <= 256 and not _CONTROL.search(value)
 
 
 def ref_peer_id(value: object) -> bool:
-    """PROTOCOL.md §2.2: a string of 1..128 characters, no control characters."""
+    """A string of 1..128 characters, no control characters."""
     return isinstance(value, str) and 1 <= len(value) <= 128 and not _CONTROL.search(value)
 
 
 def ref_request_id(value: object) -> bool:
-    """PROTOCOL.md §2.2: a string of 1..128 characters (anything else is malformed)."""
+    """A string of 1..128 characters (anything else is malformed)."""
     return isinstance(value, str) and 1 <= len(value) <= 128
 
 
@@ -440,7 +440,7 @@ def test_a_long_integer_with_a_request_id_is_answered_against_it():
         assert result == PublishFrame("c", int("9" * 5000), "r")
 
 
-# --- server frames: the SDK parser rules of PROTOCOL.md §2.4 -------------------------
+# --- server frames: the SDK parser rules of docs/protocol.md -------------------------
 
 UNDECIDED = object()  # numbers a double cannot hold: JS sees Infinity, Python an exact int
 
@@ -581,7 +581,7 @@ def test_server_decoder_follows_the_sdk_rules_for_any_object(obj, style):
 
 
 def test_huge_integers_in_server_frames_do_not_raise():
-    """PROTOCOL.md §2.4: a shape violation is logged and dropped, the connection stays up.
+    """A shape violation is logged and dropped, the connection stays up.
     ``math.isfinite`` raises OverflowError on an int beyond the double range, so these
     frames made ``decode_server_frame`` raise (the SDK reader then closed with 1011)."""
     big = "1" + "0" * 400

@@ -1,6 +1,5 @@
 """A member of another node that leaves a channel and joins it again within one presence
-window must stay visible (SERVER.md §1: "a leave followed by a re-join ... keep both
-visible"; docs/architecture.md, presence coalescing).
+window must stay visible (docs/architecture.md, presence coalescing).
 
 Found by ``test_cluster_properties.py`` (Hypothesis) during the mutation run of the hardening
 work, and fixed in the hub (8c34706). On one node the hub flushes the channel between a leave

@@ -2,9 +2,8 @@
 
 Every frame goes through the real decoder (random text, binary, non-finite numbers,
 runaway nesting, wrong types, oversize data, valid frames with odd values) and then into
-``Hub.receive``. A small model of what the spec requires (PROTOCOL.md §2.5, §3, §4.1;
-SERVER.md §1 and §4) says which answers are allowed for each frame, and a strict sink
-checks everything the hub writes:
+``Hub.receive``. A small model of what the protocol requires
+says which answers are allowed for each frame, and a strict sink checks everything the hub writes:
 
 - every frame is UTF-8 JSON an SDK accepts (``decode_server_frame``), strict (no NaN or
   Infinity), of a known server type, at most the 1 MiB client cap, and a relayed ``data``

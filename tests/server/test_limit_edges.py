@@ -1,4 +1,4 @@
-"""Limits at their exact edge (SERVER.md §4): the last allowed unit passes, the next one
+"""Limits at their exact edge: the last allowed unit passes, the next one
 does not. Written for mutants that moved an edge by one and survived the rest of the suite."""
 
 from __future__ import annotations

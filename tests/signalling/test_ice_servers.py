@@ -1,4 +1,4 @@
-"""``welcome.metadata.iceServers`` keeps the published SDK's shapes (SDK.md section 4.3)."""
+"""``welcome.metadata.iceServers`` keeps the published SDK's shapes."""
 
 from __future__ import annotations
 

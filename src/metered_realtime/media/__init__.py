@@ -1,4 +1,4 @@
-"""Media grouping and media helpers (SDK.md sections 9 and 14.10).
+"""Media grouping and media helpers.
 
 Importing this module needs no aiortc: ``MediaStream`` is plain Python, and the helpers
 (which need the ``webrtc`` extra, aiortc + av) load on first attribute access.

@@ -1,4 +1,4 @@
-"""``AudioSource``: an aiortc audio track fed by pushed PCM or ``av`` frames (SDK.md section 9)."""
+"""``AudioSource``: an aiortc audio track fed by pushed PCM or ``av`` frames."""
 
 from __future__ import annotations
 

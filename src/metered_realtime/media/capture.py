@@ -1,4 +1,4 @@
-"""Media input from files, RTSP and local devices, plus ``iter_frames`` (SDK.md section 9).
+"""Media input from files, RTSP and local devices, plus ``iter_frames``.
 
 Every factory returns an aiortc ``MediaPlayer`` (``.audio`` / ``.video``, None when
 absent). The caller owns the player and must stop its tracks. Each accepts a private

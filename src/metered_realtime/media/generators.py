@@ -1,4 +1,4 @@
-"""Generated audio tracks: ``ToneSource`` and ``SilenceSource`` (SDK.md section 14.10).
+"""Generated audio tracks: ``ToneSource`` and ``SilenceSource``.
 
 Both are aiortc audio tracks producing 20 ms frames of stereo ``s16`` at ``sample_rate``,
 paced to real time like :class:`~metered_realtime.media.AudioSource` (first frame at

@@ -1,4 +1,4 @@
-"""``Recorder``: audio and video tracks to one file through PyAV (SDK.md section 14.10)."""
+"""``Recorder``: audio and video tracks to one file through PyAV."""
 
 from __future__ import annotations
 

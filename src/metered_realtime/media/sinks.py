@@ -1,4 +1,4 @@
-"""Consumers of received tracks: ``AudioSink`` and ``VideoFrameSink`` (SDK.md section 14.10).
+"""Consumers of received tracks: ``AudioSink`` and ``VideoFrameSink``.
 
 Each sink reads its track with one background task from the moment it is built (or, when
 built outside a running event loop, from its first use). Reading promptly matters: an

@@ -1,4 +1,4 @@
-"""``MediaStream``: a plain grouping of tracks (SDK.md section 9). Needs no aiortc."""
+"""``MediaStream``: a plain grouping of tracks. Needs no aiortc."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``DataChannel``: a backpressure wrapper around an aiortc ``RTCDataChannel`` (SDK.md §8)."""
+"""``DataChannel``: a backpressure wrapper around an aiortc ``RTCDataChannel``."""
 
 from __future__ import annotations
 

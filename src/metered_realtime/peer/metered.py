@@ -1,4 +1,4 @@
-"""``MeteredPeer``: one channel, N remote peers over WebRTC (SDK.md sections 5 and 14)."""
+"""``MeteredPeer``: one channel, N remote peers over WebRTC."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ class MeteredPeer(EventEmitter):
         self._client = _client
         self._pc_factory = _pc_factory
         self._reconcile_deadline = float(_reconcile_deadline)
-        # Test seams: the ICE recovery ladder's timings (PROTOCOL.md section 7.5).
+        # Test seams: the ICE recovery ladder's timings.
         ladder = RecoveryState()
         if _ladder_delays is not None:
             ladder = replace(ladder, delays=tuple(float(d) for d in _ladder_delays))

@@ -2,13 +2,13 @@
 
 ``decide(state, event, now)`` returns the next state and the actions the adapter must carry
 out, in order. Nothing here touches aiortc, a socket or a clock, so every rule is testable
-without a network. The rules (PROTOCOL.md sections 7.3-7.5, SDK.md section 7):
+without a network. The rules:
 
 * polite = local peer id < remote peer id (plain string comparison);
 * negotiation is explicit and single-flight; a burst of needs is coalesced into one offer;
 * both sides offer as soon as they have something to negotiate. The published SDK's polite
   side waits up to 2 s for the other side's offer, which is a 2 s wait for media whenever the
-  polite side adds it first and the impolite side has nothing to offer (SDK.md section 14.13);
+  polite side adds it first and the impolite side has nothing to offer;
   offering at once costs a rebuild instead, and only when both sides offer at the same moment;
 * an offer is colliding when we are making an offer or are not ``stable``; the impolite side
   ignores it (and suppresses candidate errors meanwhile); the polite side rebuilds its

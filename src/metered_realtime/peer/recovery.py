@@ -3,7 +3,7 @@
 aiortc cannot restart ICE in place, so each attempt rebuilds the whole connection and
 re-offers. Attempts start 0, 1, 2, 4, 8, 16, 30, 30, 30 s after the previous one failed; each
 waits up to 15 s for ``connected``. After nine failed attempts the ladder reports exhaustion
-once and stays latched until the next ``connected`` (PROTOCOL.md section 7.5).
+once and stays latched until the next ``connected``.
 
 The timings travel in the state (``delays``, ``probe_timeout``) so tests can shorten them;
 ``RecoveryState()`` has the protocol's.

@@ -1,7 +1,7 @@
 """Pure SDP helpers: ice-ufrag, msid per m-section, extmap id pinning, hygiene caps.
 
 Everything here works on SDP text and never raises on hostile input: malformed lines are
-skipped, and over-long or excessive values are dropped (PROTOCOL.md section 7.10).
+skipped, and over-long or excessive values are dropped.
 """
 
 from __future__ import annotations

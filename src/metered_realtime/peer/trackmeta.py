@@ -1,6 +1,7 @@
 """The track metadata one remote peer announced, and the lookup for its inbound tracks.
 
-Pure: no aiortc, no I/O. The lookup order is SDK.md section 6 (receiving media).
+Pure: no aiortc, no I/O. :meth:`TrackMetaCache.lookup` states the order in which a track
+finds its entry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Server configuration: every limit of SERVER.md section 4, with its default."""
+"""Server configuration: every limit of docs/server-reference.md, with its default."""
 
 from __future__ import annotations
 

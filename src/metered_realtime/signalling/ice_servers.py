@@ -1,4 +1,4 @@
-"""``welcome.metadata.iceServers`` extraction, fail-closed (SDK.md §4.3, PROTOCOL.md §1.4)."""
+"""``welcome.metadata.iceServers`` extraction, fail-closed."""
 
 from __future__ import annotations
 

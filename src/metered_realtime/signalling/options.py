@@ -1,4 +1,4 @@
-"""Options of :class:`SignallingClient` and their validation (SDK.md §4.1, §14.3, §14.5)."""
+"""Options of :class:`SignallingClient` and their validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reconnect policy as pure functions (SDK.md §4.1, §4.4; PROTOCOL.md §4.3)."""
+"""The reconnect policy as pure functions."""
 
 from __future__ import annotations
 

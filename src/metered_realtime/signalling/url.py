@@ -1,4 +1,4 @@
-"""Base-URL rules and the connect URL (SDK.md §4.1, PROTOCOL.md §1.1)."""
+"""Base-URL rules and the connect URL."""
 
 from __future__ import annotations
 
