@@ -212,3 +212,23 @@ async def test_the_handshake_is_not_kept_once_the_connection_is_admitted(server)
         "requestId": "p",
     }
     await wire.close()
+
+
+async def test_a_big_frame_is_written_at_once_behind_what_was_queued(server):
+    wire = await Wire.open(server.key_url())
+    await wire.subscribe("big")
+    ws = server_conn(server, wire.peer_id).handle
+    writes = record_writes(ws.transport)
+    big = "b" * 20_000
+    # Fed as the event loop would, without yielding to it: the small pong waits for the
+    # turn's end, the big message does not, and takes the pong along, in order.
+    ws.data_received(
+        text({"type": "ping", "requestId": "small"})
+        + text({"type": "publish", "channel": "big", "data": big})
+    )
+    assert len(writes) == 1, writes
+    assert writes[0].index(b'"small"') < writes[0].index(big.encode())
+    assert await wire.recv() == {"type": "pong", "requestId": "small"}
+    message = await wire.recv()
+    assert message["type"] == "message" and message["data"] == big
+    await wire.close()

@@ -2,7 +2,9 @@
 
 Writing each frame with its own ``transport.write`` is a system call per frame. Instead
 the frames a connection is given while the loop handles one poll's events are queued and
-leave together, in one write: under load a socket takes many frames per call.
+leave together, in one write: under load a socket takes many frames per call. A big frame
+(``SPLIT_AT``: presence snapshots and deltas) is written at once, with what was queued
+before it: held to the end of a long turn, a channel's formation kept its clients idle.
 
 The flush is a ``call_soon`` callback: the loop runs those after the read callbacks of the
 same poll (uvloop in the same turn, asyncio after one more poll that does not wait), so
@@ -29,7 +31,7 @@ from websockets.protocol import State
 from .hub import Conn
 
 SPLIT_AT = 16 * 1024
-"""A payload this big is queued apart from its header rather than copied behind it."""
+"""A payload this big is written at once, beside its header rather than copied behind it."""
 
 
 def text_frame(payload: bytes) -> tuple[bytes] | tuple[bytes, bytes]:
@@ -67,13 +69,21 @@ class CorkedSink:
         self._scheduled = False
 
     def send(self, conn: Conn, payload: bytes) -> None:
-        self._queue(conn, text_frame(payload))
+        self.fanout((conn,), payload)
 
     def fanout(self, conns: Iterable[Conn], payload: bytes) -> None:
         frame = text_frame(payload)
-        queued = self._queued
+        if len(frame) > 1:
+            # A big frame (a presence snapshot or delta) goes out at once, behind what was
+            # queued for the connection: one write is cheap beside its size, and held to the
+            # end of a long turn it would keep the client idle meanwhile.
+            queued, write = self._queued, self._write
+            for conn in conns:
+                write(conn, [*queued.pop(conn, ()), *frame])
+            return
         if not self._scheduled:
             self._schedule()
+        queued = self._queued
         for conn in conns:
             frames = queued.get(conn)
             if frames is None:
@@ -87,16 +97,6 @@ class CorkedSink:
             self._write(conn, frames)
         ws: ServerConnection = conn.handle
         self._spawn(ws.close(code, reason))
-
-    def _queue(self, conn: Conn, frame: tuple[bytes, ...]) -> None:
-        if not self._scheduled:
-            self._schedule()
-        queued = self._queued
-        frames = queued.get(conn)
-        if frames is None:
-            queued[conn] = list(frame)
-        else:
-            frames.extend(frame)
 
     def _schedule(self) -> None:
         self._scheduled = True
