@@ -18,6 +18,7 @@ from typing import Any
 import aioice.ice
 import aioice.stun
 import aioice.turn
+import aiortc.rtcicetransport
 from aiortc import (
     AudioStreamTrack,
     RTCConfiguration,
@@ -91,6 +92,9 @@ def test_public_names_the_workarounds_and_guards_use_exist() -> None:
         "aiortc.rtp.HeaderExtensionsMap.get": hasattr(rtp.HeaderExtensionsMap, "get"),
         "aiortc.rtp.HeaderExtensions": hasattr(rtp, "HeaderExtensions"),
         "aioice.ice.get_host_addresses": hasattr(aioice.ice, "get_host_addresses"),
+        "aiortc.rtcicetransport.connection_kwargs": hasattr(
+            aiortc.rtcicetransport, "connection_kwargs"
+        ),
         "aioice.turn.create_turn_endpoint": hasattr(aioice.turn, "create_turn_endpoint"),
         "aioice.stun.TransactionFailed": hasattr(aioice.stun, "TransactionFailed"),
         "aioice.stun.TransactionTimeout": hasattr(aioice.stun, "TransactionTimeout"),
