@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metered_realtime.peer import MeteredPeer
+from metered_realtime.peer.ice_policy import relay_supported
 
 
 @pytest.mark.parametrize("bad", ["none", "RELAY", "", None, 1])
@@ -13,6 +14,17 @@ def test_policy_is_validated(bad: object) -> None:
         MeteredPeer(api_key="pk_test", url="ws://127.0.0.1:1", ice_transport_policy=bad)  # type: ignore[arg-type]
 
 
+def test_relay_refused_clearly_where_aiortc_cannot_honour_it() -> None:
+    pytest.importorskip("aiortc")
+    if relay_supported():  # aiortc 1.16+: accepted
+        MeteredPeer(api_key="pk_test", url="ws://127.0.0.1:1", ice_transport_policy="relay")
+        return
+    # aiortc 1.15 (the last for Python 3.10) would gather host candidates anyway.
+    with pytest.raises(ValueError, match=r"needs aiortc 1\.16 or later"):
+        MeteredPeer(api_key="pk_test", url="ws://127.0.0.1:1", ice_transport_policy="relay")
+
+
+@pytest.mark.relay_policy
 async def test_relay_policy_uses_only_relay_candidates(turn_server, relay_peers) -> None:
     pytest.importorskip("aiortc")
     from aiortc import AudioStreamTrack

@@ -29,6 +29,7 @@ def credentials(pc: Any) -> tuple[str, str]:
     return target.username, target.password
 
 
+@pytest.mark.relay_policy
 async def test_expired_credential_is_a_turn_error_and_never_logged(
     turn_server: Any, coturn: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -54,6 +55,7 @@ async def test_expired_credential_is_a_turn_error_and_never_logged(
             assert secret not in text
 
 
+@pytest.mark.relay_policy
 async def test_reconnect_takes_the_latest_welcome_credentials(turn_server: Any) -> None:
     async with (
         turn_server(turn_ttl=-60) as srv,

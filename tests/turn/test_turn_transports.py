@@ -13,6 +13,8 @@ from tests.support.webrtc import peer_factory
 
 pytest.importorskip("aiortc")
 
+pytestmark = pytest.mark.relay_policy
+
 
 async def relayed_call(server_factory: Any, coturn: Coturn, url: str) -> None:
     from aiortc import AudioStreamTrack

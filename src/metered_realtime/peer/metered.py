@@ -55,7 +55,7 @@ from ..signalling import (
     SubscribeOptions,
 )
 from . import aiortc_private
-from .ice_policy import IceTransportPolicy, check_policy, rtc_policy
+from .ice_policy import IceTransportPolicy, check_policy, configuration_fields
 from .negotiation import HANGUP_GRACE, is_polite
 from .recovery import RecoveryState
 from .remote import RemotePeer
@@ -254,8 +254,8 @@ class MeteredPeer(EventEmitter):
         # Always a list: aiortc substitutes a public STUN server for None.
         config = RTCConfiguration(
             iceServers=servers,
-            iceTransportPolicy=rtc_policy(self._ice_policy),
             alwaysNegotiateDataChannels=True,
+            **configuration_fields(self._ice_policy),
         )
         if self._pc_factory is not None:
             pc = self._pc_factory(config)

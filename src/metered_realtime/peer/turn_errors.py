@@ -111,7 +111,8 @@ async def probe(target: TurnTarget) -> TurnAllocationError | None:
             PROBE_TIMEOUT,
         )
     except TransactionFailed as exc:
-        code, reason = exc.response.attributes.get("ERROR-CODE", (None, "refused"))
+        attributes = exc.response.attributes if exc.response is not None else {}
+        code, reason = attributes.get("ERROR-CODE", (None, "refused"))
         return TurnAllocationError(target.url, code, str(reason), expired)
     except (TransactionTimeout, asyncio.TimeoutError):
         return TurnAllocationError(target.url, None, "no answer", expired)
