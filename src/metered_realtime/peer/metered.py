@@ -104,6 +104,10 @@ def _yuv420p_source(track: Any) -> Any:
     return Yuv420pSource()
 
 
+async def _nothing() -> None:
+    """Nothing left to close."""
+
+
 def _is_rtc_signal(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
@@ -418,14 +422,16 @@ class MeteredPeer(EventEmitter):
         if self._reconcile_pending and self._state == "reconnecting":
             self._reconcile(ev)
             return
-        for entry in ev.joined:
-            self._add_remote(entry.peer_id, entry.metadata)
+        # Departures first, each announced at once: a newcomer never precedes a peer that
+        # left before it (a page reloading leaves and joins again in one delta).
         for entry in ev.left:
             remote = self._remotes.get(entry.peer_id)
             if remote is None:
                 self._log.debug("presence left for unknown peer", {"peer": entry.peer_id})
                 continue
             self._spawn(self._remove_remote(remote))
+        for entry in ev.joined:
+            self._add_remote(entry.peer_id, entry.metadata)
 
     def _add_remote(self, peer_id: str, metadata: dict[str, Any] | None) -> None:
         me = self._peer_id
@@ -442,12 +448,14 @@ class MeteredPeer(EventEmitter):
             remote._local_changed()
         self.emit(PeerJoined(remote))
 
-    async def _remove_remote(self, remote: RemotePeer) -> None:
+    def _remove_remote(self, remote: RemotePeer) -> Coroutine[Any, Any, None]:
+        """Forget ``remote`` and announce ``PeerLeft`` now; the coroutine closes its connection."""
         if self._remotes.get(remote.id) is not remote:
-            return
+            return _nothing()
         del self._remotes[remote.id]
-        await remote._close()
+        remote._close_now()
         self.emit(PeerLeft(remote))
+        return remote._close()
 
     def _reconcile(self, ev: Presence) -> None:
         self._reconcile_pending = False
@@ -464,9 +472,11 @@ class MeteredPeer(EventEmitter):
 
         async def finish() -> None:
             for remote in departed:
+                remote._close_now()
+                self.emit(PeerLeft(remote))
+            for remote in departed:
                 with best_effort(self._log, "closing a departed peer", {"peer": remote.id}):
                     await remote._close()
-                self.emit(PeerLeft(remote))
             for remote in survivors:
                 try:
                     remote.metadata = roster.get(remote.id)

@@ -86,6 +86,7 @@ class RemotePeer(EventEmitter):
         self._wakeup = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._removed = False
+        self._closing = False
         self._track_meta = TrackMetaCache()
         self._attached: dict[int, _Attached] = {}  # id(original track) -> attachment
         self._bound: list[_Attached] = []  # given an m-section by the offer in flight
@@ -376,6 +377,8 @@ class RemotePeer(EventEmitter):
                 self._timer.cancel()
             self._timer = self._loop.call_at(a.when, self._feed, neg.Tick())
         elif isinstance(a, neg.SetPeerState):
+            if self._removed:
+                return  # decided before the close: _close_now announced the last state
             if a.to == "connected":
                 self._ever_connected = True
             self.emit(StateChange(a.from_, a.to))
@@ -631,15 +634,30 @@ class RemotePeer(EventEmitter):
     def _swap(self, polite: bool) -> None:
         self._feed(neg.Reconcile(polite))
 
-    async def _close(self) -> None:
-        """Removed from the room: state closed, connection closed, worker stopped."""
+    def _close_now(self) -> None:
+        """Removed from the room: state closed at once; ``_close`` releases the rest.
+
+        Synchronous, so ``PeerLeft`` can follow in the order presence said it: a newcomer
+        announced after this peer left is never reported before its departure.
+        """
         if self._removed:
             return
-        self._feed(neg.Close())
+        self._feed(neg.Close())  # ends the worker once its step in flight is done
         self._removed = True
         if self._timer is not None:
             self._timer.cancel()
-        # The worker handles Close within moments; a stuck one is cancelled below.
+        before = self._neg.peer_state
+        self._neg, _ = neg.decide(self._neg, neg.Close(), self._loop.time())
+        if before != "closed":
+            self.emit(StateChange(before, "closed"))
+
+    async def _close(self) -> None:
+        """Removed from the room: state closed, connection closed, worker stopped."""
+        if self._closing:
+            return
+        self._closing = True
+        self._close_now()
+        # The worker ends within moments; a stuck one is cancelled below.
         with best_effort(
             self._owner._log,
             "waiting for the negotiation worker",
@@ -649,10 +667,6 @@ class RemotePeer(EventEmitter):
             await asyncio.wait_for(asyncio.shield(self._worker), 2.0)
         if not self._worker.done():
             self._worker.cancel()
-        if self._neg.peer_state != "closed":  # the worker was stuck: close by hand
-            before = self._neg.peer_state
-            self._neg = neg.NegotiationState(polite=self._neg.polite, peer_state="closed")
-            self.emit(StateChange(before, "closed"))
         self._sender.cancel()
         self._stop_copies()
         await self._close_pc(self.pc, 0.0)

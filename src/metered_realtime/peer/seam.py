@@ -104,5 +104,8 @@ class Member(Protocol):
     def _swap(self, polite: bool) -> None:
         """Signalling is back and this peer survived: move to a fresh connection."""
 
+    def _close_now(self) -> None:
+        """Removed from the room: state closed at once, before ``PeerLeft``."""
+
     async def _close(self) -> None:
         """Removed from the room: close the connection and stop the worker."""
