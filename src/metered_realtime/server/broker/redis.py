@@ -35,6 +35,8 @@ PUBLISH_BUFFER_LIMIT = 16 * 1024 * 1024
 NODE_TTL = 2.0
 MAX_QUEUED = 100_000
 RPC_TIMEOUT = 1.0
+STOP_STEP = 1.0  # each Redis call made while leaving the cluster
+STOP_WAIT = 4.0  # each stage of stopping, however Redis and redis-py behave
 
 # Admit one connection of an app if the cluster-wide count stays within the limit.
 # KEYS: the node set; ARGV: key prefix, this node, app id, limit, TTL in ms.
@@ -153,23 +155,31 @@ class RedisBroker:
         ]
 
     async def stop(self) -> None:
-        """Leave the cluster: remove the heartbeat so the others see this node gone at once."""
+        """Leave the cluster: remove the heartbeat so the others see this node gone at once.
+
+        Every step is bounded without waiting on cancellation: on Python 3.10 redis-py's
+        timeouts (async-timeout) can swallow a task's cancellation, and a stop that awaited
+        the cancelled task would hang. The loops also end on ``_stopping``.
+        """
         self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await task
+        await _within(asyncio.gather(*self._tasks, return_exceptions=True), "the loops")
         if self._client is not None and self.connected:
-            with contextlib.suppress(RedisError, OSError):
-                await asyncio.wait_for(self._flush_queue(), 1.0)
-                if self._publisher is not None:
-                    await asyncio.wait_for(self._publisher.drained(), 1.0)
-                pipe = self._client.pipeline(transaction=False)
-                pipe.delete(self._key("node", self.node_id))
-                pipe.srem(self._key("nodes"), self.node_id)
-                await pipe.execute()
-        await self._disconnect()
+            await _within(self._leave(), "leaving the cluster")
+        await _within(self._disconnect(), "disconnecting")
+
+    async def _leave(self) -> None:
+        client = self._client
+        assert client is not None
+        with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._flush_queue(), STOP_STEP)
+            if self._publisher is not None:
+                await asyncio.wait_for(self._publisher.drained(), STOP_STEP)
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(self._key("node", self.node_id))
+            pipe.srem(self._key("nodes"), self.node_id)
+            await pipe.execute()
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -281,7 +291,7 @@ class RedisBroker:
         self._on_input()
 
     async def _run_writer(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             if not self.connected:
@@ -306,7 +316,7 @@ class RedisBroker:
     # --- in -----------------------------------------------------------------------
 
     async def _run_reader(self) -> None:
-        while True:
+        while not self._stopping:
             pubsub = self._pubsub
             if pubsub is None or not self.connected:
                 await asyncio.sleep(0.05)
@@ -333,7 +343,7 @@ class RedisBroker:
     # --- liveness -------------------------------------------------------------------
 
     async def _run_heartbeat(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             if not self.connected:
                 continue
@@ -476,3 +486,20 @@ class RedisBroker:
         results[node] = result
         if expected <= set(results) and not future.done():
             future.set_result(results)
+
+
+async def _within(step: Any, what: str) -> None:
+    """Run one stage of stopping; after ``STOP_WAIT`` seconds go on without it."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=STOP_WAIT)
+    if not done:
+        task.cancel()  # it may not honour this (see RedisBroker.stop): do not wait for it
+        task.add_done_callback(_consume)
+        log.warning("redis broker: %s did not finish while stopping; left behind", what)
+    else:
+        _consume(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("redis broker: stop step failed: %r", task.exception())
