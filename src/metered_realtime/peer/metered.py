@@ -104,10 +104,6 @@ def _yuv420p_source(track: Any) -> Any:
     return Yuv420pSource()
 
 
-async def _nothing() -> None:
-    """Nothing left to close."""
-
-
 def _is_rtc_signal(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
@@ -429,7 +425,8 @@ class MeteredPeer(EventEmitter):
             if remote is None:
                 self._log.debug("presence left for unknown peer", {"peer": entry.peer_id})
                 continue
-            self._spawn(self._remove_remote(remote))
+            self._drop_remote(remote)
+            self._spawn(remote._close())
         for entry in ev.joined:
             self._add_remote(entry.peer_id, entry.metadata)
 
@@ -448,14 +445,17 @@ class MeteredPeer(EventEmitter):
             remote._local_changed()
         self.emit(PeerJoined(remote))
 
-    def _remove_remote(self, remote: RemotePeer) -> Coroutine[Any, Any, None]:
-        """Forget ``remote`` and announce ``PeerLeft`` now; the coroutine closes its connection."""
-        if self._remotes.get(remote.id) is not remote:
-            return _nothing()
+    def _drop_remote(self, remote: RemotePeer) -> None:
+        """Forget ``remote`` and announce ``PeerLeft`` now; its connection closes after."""
         del self._remotes[remote.id]
         remote._close_now()
         self.emit(PeerLeft(remote))
-        return remote._close()
+
+    async def _remove_remote(self, remote: RemotePeer) -> None:
+        if self._remotes.get(remote.id) is not remote:
+            return
+        self._drop_remote(remote)
+        await remote._close()
 
     def _reconcile(self, ev: Presence) -> None:
         self._reconcile_pending = False
@@ -467,13 +467,10 @@ class MeteredPeer(EventEmitter):
                 roster[entry.peer_id] = entry.metadata
         departed = [r for pid, r in self._remotes.items() if pid not in roster]
         for remote in departed:
-            del self._remotes[remote.id]
+            self._drop_remote(remote)
         survivors = [r for r in self._remotes.values()]
 
         async def finish() -> None:
-            for remote in departed:
-                remote._close_now()
-                self.emit(PeerLeft(remote))
             for remote in departed:
                 with best_effort(self._log, "closing a departed peer", {"peer": remote.id}):
                     await remote._close()

@@ -646,10 +646,10 @@ class RemotePeer(EventEmitter):
         self._removed = True
         if self._timer is not None:
             self._timer.cancel()
-        before = self._neg.peer_state
-        self._neg, _ = neg.decide(self._neg, neg.Close(), self._loop.time())
-        if before != "closed":
-            self.emit(StateChange(before, "closed"))
+        self._neg, actions = neg.decide(self._neg, neg.Close(), self._loop.time())
+        for action in actions:
+            if isinstance(action, neg.SetPeerState):
+                self.emit(StateChange(action.from_, action.to))
 
     async def _close(self) -> None:
         """Removed from the room: state closed, connection closed, worker stopped."""
