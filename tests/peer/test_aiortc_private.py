@@ -18,6 +18,7 @@ from typing import Any
 import aioice.ice
 import aioice.stun
 import aioice.turn
+import aiortc.codecs.vpx
 import aiortc.rtcicetransport
 from aiortc import (
     AudioStreamTrack,
@@ -64,6 +65,9 @@ async def test_every_private_attribute_the_peer_reads_exists() -> None:
             private.OFFER_DIRECTION: transceiver,
             private.STREAM_ID: transceiver.sender,
             private.TRACK_ID: track,
+            private.CODECS: transceiver,
+            private.SENDER_ENCODER: transceiver.sender,
+            private.SEND_KEYFRAME: transceiver.sender,
         }
         missing = [f"{type(o).__name__}.{n}" for n, o in where.items() if not hasattr(o, n)]
         assert not missing, f"aiortc lacks what the peer relies on: {missing}"
@@ -71,6 +75,9 @@ async def test_every_private_attribute_the_peer_reads_exists() -> None:
         assert getattr(transceiver.receiver, private.RECEIVER_STARTED) is False
         assert getattr(pc, private.CLOSE_TASK) is None
         assert callable(getattr(pc, private.CONNECT))
+        assert getattr(transceiver, private.CODECS) == []
+        assert getattr(transceiver.sender, private.SENDER_ENCODER) is None
+        assert callable(getattr(transceiver.sender, private.SEND_KEYFRAME))
 
         # Each write has the effect the peer counts on.
         setattr(track, private.TRACK_ID, "canary-track")
@@ -98,6 +105,12 @@ def test_public_names_the_workarounds_and_guards_use_exist() -> None:
         "aioice.turn.create_turn_endpoint": hasattr(aioice.turn, "create_turn_endpoint"),
         "aioice.stun.TransactionFailed": hasattr(aioice.stun, "TransactionFailed"),
         "aioice.stun.TransactionTimeout": hasattr(aioice.stun, "TransactionTimeout"),
+        "aiortc.codecs.vpx bitrate bounds": all(
+            hasattr(aiortc.codecs.vpx, n) for n in ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE")
+        ),
+        "Vp8Encoder.pack (a sender packetizes an av.Packet)": hasattr(
+            aiortc.codecs.vpx.Vp8Encoder, "pack"
+        ),
     }
     missing = [name for name, present in needed.items() if not present]
     assert not missing, f"aiortc/aioice lack what the peer relies on: {missing}"

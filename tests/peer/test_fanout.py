@@ -1,7 +1,7 @@
-"""One local track relayed to several peers (MediaRelay fan-out), with real encoders.
+"""One rgb24 local track sent to several peers, with real encoders.
 
-aiortc's VP8 encoder converts every non-yuv420p frame with ``frame.reformat("yuv420p")`` in an
-executor thread. The relay hands the same frame object to every peer, and PyAV caches one
+aiortc's encoders convert every non-yuv420p frame with ``frame.reformat("yuv420p")`` in an
+executor thread. The fan-out hands the same frame object to every reader, and PyAV caches one
 reformatter per frame, so two encoder threads reformatting one frame at once could hang for
 good. The SDK converts video frames once, on the event loop, before they fan out.
 """

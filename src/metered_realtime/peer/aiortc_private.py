@@ -28,6 +28,12 @@ OFFER_DIRECTION = "_offerDirection"
 STREAM_ID = "_stream_id"
 #: A MediaStreamTrack's id (a relay copy takes its source's id).
 TRACK_ID = "_id"
+#: A transceiver's negotiated codecs, the first one sending (VP8 gets the shared encoder).
+CODECS = "_codecs"
+#: A sender's own encoder: it keeps the bitrate the receiver's estimate allows.
+SENDER_ENCODER = "_RTCRtpSender__encoder"
+#: What a sender calls on a PLI/FIR (forwarded to the shared encoder).
+SEND_KEYFRAME = "_send_keyframe"
 
 _warned: set[str] = set()
 

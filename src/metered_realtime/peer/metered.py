@@ -54,7 +54,6 @@ from ..signalling import (
     SignallingClientOptions,
     SubscribeOptions,
 )
-from . import aiortc_private
 from .ice_policy import IceTransportPolicy, check_policy, configuration_fields
 from .negotiation import HANGUP_GRACE, is_polite
 from .recovery import RecoveryState
@@ -82,26 +81,6 @@ class _LocalTrack:
     track: Any
     stream: MediaStream | None
     metadata: dict[str, Any] | None
-
-
-def _yuv420p_source(track: Any) -> Any:
-    """A video track that yields ``track``'s frames converted to yuv420p (pts kept)."""
-    from aiortc import MediaStreamTrack
-
-    class Yuv420pSource(MediaStreamTrack):
-        kind = "video"
-
-        async def recv(self) -> Any:
-            frame = await track.recv()
-            fmt = getattr(getattr(frame, "format", None), "name", "yuv420p")
-            if fmt == "yuv420p" or not hasattr(frame, "reformat"):
-                return frame
-            converted = frame.reformat(format="yuv420p")
-            converted.pts = frame.pts
-            converted.time_base = frame.time_base
-            return converted
-
-    return Yuv420pSource()
 
 
 def _is_rtc_signal(data: Any) -> bool:
@@ -188,8 +167,8 @@ class MeteredPeer(EventEmitter):
         self._ice_servers: tuple[IceServerConfig, ...] | None = None
         self._remotes: dict[str, RemotePeer] = {}
         self._local: dict[int, _LocalTrack] = {}
-        self._relay: Any = None
-        self._relay_sources: dict[int, tuple[Any, Any]] = {}
+        self._fanouts: dict[int, tuple[Any, Any]] = {}
+        self._shared_video: dict[int, tuple[Any, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconcile_pending = False
         self._reconcile_timer: asyncio.TimerHandle | None = None
@@ -267,34 +246,37 @@ class MeteredPeer(EventEmitter):
         return pc
 
     def _copy_of(self, track: Any) -> Any:
-        """An unbuffered per-peer relay copy of ``track`` that keeps its id."""
-        if self._relay is None:
-            from aiortc.contrib.media import MediaRelay
+        """A per-peer copy of ``track`` that keeps its id.
 
-            self._relay = MediaRelay()
-        proxy = self._relay.subscribe(self._relay_source(track), buffered=False)
-        # The receiver sees the original track id in msid.
-        setattr(proxy, aiortc_private.TRACK_ID, track.id)
-        if proxy.id != track.id:
-            aiortc_private.missing(aiortc_private.TRACK_ID, self._log)
-        return proxy
-
-    def _relay_source(self, track: Any) -> Any:
-        """What the relay reads for ``track``: video goes through a yuv420p converter.
-
-        The relay hands one frame object to every peer, and aiortc's encoders (in executor
-        threads) each call ``frame.reformat("yuv420p")`` on a frame of another format. PyAV
-        keeps one reformatter per frame, so concurrent reformats of one frame hang or crash.
-        Converting once here, on the event loop, makes the encoders' reformat a no-op.
+        Video copies share one encoder per track (``shared_video``); audio copies get the
+        track's frames, and each sender encodes them (Opus costs little).
         """
         if getattr(track, "kind", None) != "video":
-            return track
-        known = self._relay_sources.get(id(track))
-        if known is not None and known[0] is track:
-            return known[1]
-        source = _yuv420p_source(track)
-        self._relay_sources[id(track)] = (track, source)
-        return source
+            return self._fanout(track).copy()
+        known = self._shared_video.get(id(track))
+        if known is None or known[0] is not track:
+            from .shared_video import SharedVideo
+
+            fanout = self._fanout(track)
+            known = (track, SharedVideo(fanout.copy, track.id, self._log))
+            self._shared_video[id(track)] = known
+        return known[1].copy()
+
+    def _fanout(self, track: Any) -> Any:
+        """The one reader of ``track`` that all its copies share."""
+        known = self._fanouts.get(id(track))
+        if known is None or known[0] is not track:
+            from .fanout import Fanout
+
+            known = self._fanouts[id(track)] = (track, Fanout(track))
+        return known[1]
+
+    def _forget_track(self, track: Any) -> None:
+        """Drop the shared reader and encoder of a track no longer published (copies still
+        running keep theirs until they stop)."""
+        if id(track) not in self._local:
+            self._fanouts.pop(id(track), None)
+            self._shared_video.pop(id(track), None)
 
     def _cap(self) -> int:
         return int(self._client.max_message_size)
@@ -688,6 +670,7 @@ class MeteredPeer(EventEmitter):
     def remove_track(self, track: Any) -> None:
         self._media_gate("remove_track")
         local = self._local.pop(id(track), None)
+        self._forget_track(track)
         if local is None or self._state != "joined":
             return
         for remote in self._remotes.values():
@@ -732,6 +715,7 @@ class MeteredPeer(EventEmitter):
             succeeded.append(remote.id)
         if local is not None and (succeeded or not failed):
             del self._local[id(old)]
+            self._forget_track(old)
             if new is not None:
                 self._local[id(new)] = _LocalTrack(new, local.stream, local.metadata)
             if local.metadata is not None:

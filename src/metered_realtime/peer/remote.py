@@ -43,6 +43,13 @@ NO_STREAM = "-"
 STOP_REPLACED_AFTER = 1.0
 
 
+def _bind(copy: Any, transceiver: Any) -> None:
+    """Tell a video copy its transceiver (its negotiated codec picks encoded or raw frames)."""
+    bind = getattr(copy, "bind", None)
+    if bind is not None and transceiver is not None:
+        bind(transceiver)
+
+
 class _Attached:
     """One local track as attached to the current connection.
 
@@ -226,6 +233,7 @@ class RemotePeer(EventEmitter):
         bound = [att for att in self._attached.values() if att.transceiver is None]
         for att in bound:
             transceiver = pc.addTransceiver(att.proxy, direction="sendrecv")
+            _bind(att.proxy, transceiver)
             setattr(transceiver.sender, aiortc_private.STREAM_ID, att.stream_id)
             att.sender = transceiver.sender
             att.transceiver = transceiver
@@ -307,6 +315,7 @@ class RemotePeer(EventEmitter):
             return False
         proxy = self._owner._copy_of(new) if new is not None else None
         if att.sender is not None:  # else not offered yet: the offer takes the new copy
+            _bind(proxy, att.transceiver)
             att.sender.replaceTrack(proxy)
         self._stop_later(att.proxy)
         del self._attached[id(old)]

@@ -1,0 +1,222 @@
+"""A local video track is encoded once for every peer that negotiated VP8, and read only while
+some peer is sent it.
+
+Real server, real aiortc and libvpx on loopback.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("aiortc")
+
+import asyncio
+import fractions
+from typing import Any
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpSender, VideoStreamTrack
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
+from tests.peer.helpers import Expect, join_all, remote_of
+from tests.support.waiting import until
+
+from metered_realtime.events import Track
+from metered_realtime.peer import aiortc_private
+from metered_realtime.peer.fanout import Fanout
+from metered_realtime.peer.shared_video import Vp8Encoding
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class CountingVideo(VideoStreamTrack):
+    """aiortc's generated video, counting the frames read from it."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.frames_read = 0
+        self._size = (width, height)
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self.frames_read += 1
+        frame = av.VideoFrame(width=self._size[0], height=self._size[1], format="yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([(self.frames_read * 7) % 256]) * plane.buffer_size)
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(time_base.numerator, time_base.denominator)
+        return frame
+
+
+def _senders(peer: Any) -> list[Any]:
+    return [
+        t.sender
+        for r in peer.remote_peers
+        for t in r.pc.getTransceivers()
+        if t.kind == "video" and t.sender.track is not None
+    ]
+
+
+def _shared(peer: Any, track: Any) -> Any:
+    return peer._shared_video[id(track)][1]
+
+
+async def _first_frame(receiver: Any, sender: Any, timeout: float = 15) -> Any:
+    expect = Expect(remote_of(receiver, sender), Track)
+    track = (await expect.get(timeout)).track
+    return await asyncio.wait_for(track.recv(), timeout)
+
+
+async def test_three_peers_get_one_encoding(make_peer: Any) -> None:
+    sender = make_peer()
+    receivers = [make_peer() for _ in range(3)]
+    await join_all([sender, *receivers], "shared-video")
+    await until(lambda: len(sender.remote_peers) == 3, 10)
+    await until(lambda: all(len(r.remote_peers) == 3 for r in receivers), 10)
+    source = CountingVideo()
+    firsts = [asyncio.ensure_future(_first_frame(r, sender)) for r in receivers]
+    sender.add_track(source)
+    frames = await asyncio.gather(*firsts)
+    assert all(f.width == 320 for f in frames)
+
+    # aiortc made an encoder for each sender (it packetizes with it) but none encoded.
+    senders = _senders(sender)
+    assert len(senders) == 3
+    own = [getattr(s, aiortc_private.SENDER_ENCODER) for s in senders]
+    assert all(isinstance(e, Vp8Encoder) and e.codec is None for e in own), own
+    # One encoding per frame read, not one per peer.
+    shared = _shared(sender, source)
+    await until(lambda: shared.frames_encoded >= 10, 10)
+    assert shared.frames_encoded <= source.frames_read
+
+
+async def test_a_late_peer_starts_at_a_keyframe(make_peer: Any) -> None:
+    sender, early = make_peer(), make_peer()
+    await join_all([sender, early], "late-joiner")
+    await until(lambda: bool(sender.remote_peers and early.remote_peers), 10)
+    source = CountingVideo()
+    first = asyncio.ensure_future(_first_frame(early, sender))
+    sender.add_track(source)
+    await first
+    shared = _shared(sender, source)
+    await until(lambda: shared.frames_encoded >= 15, 10)  # well past the first keyframe
+    late = make_peer()
+    late_first = asyncio.ensure_future(late.join("late-joiner"))
+    await until(lambda: late.peer_id is not None and len(sender.remote_peers) == 2, 10)
+    await late_first
+    await until(lambda: bool(late.remote_peers), 10)
+    frame = await _first_frame(late, sender)
+    assert frame.width == 320
+
+
+async def test_a_keyframe_request_reaches_the_shared_encoder(make_peer: Any) -> None:
+    sender, receiver = make_peer(), make_peer()
+    await join_all([sender, receiver], "pli")
+    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
+    source = CountingVideo()
+    first = asyncio.ensure_future(_first_frame(receiver, sender))
+    sender.add_track(source)
+    await first
+    shared = _shared(sender, source)
+    await until(lambda: shared.frames_encoded >= 5 and not shared._keyframe, 10)
+    # What aiortc calls when the receiver sends a PLI or FIR.
+    getattr(_senders(sender)[0], aiortc_private.SEND_KEYFRAME)()
+    assert shared._keyframe
+
+
+async def test_a_peer_that_negotiated_h264_gets_raw_frames(make_peer: Any) -> None:
+    h264 = [
+        c
+        for c in RTCRtpSender.getCapabilities("video").codecs
+        if c.mimeType in ("video/H264", "video/rtx")
+    ]
+
+    def h264_only(config: Any) -> Any:
+        pc = RTCPeerConnection(configuration=config)
+        add = pc.addTransceiver
+
+        def add_transceiver(track_or_kind: Any, direction: str = "sendrecv") -> Any:
+            transceiver = add(track_or_kind, direction=direction)
+            transceiver.setCodecPreferences(h264)
+            return transceiver
+
+        pc.addTransceiver = add_transceiver  # type: ignore[method-assign]
+        return pc
+
+    sender, receiver = make_peer(_pc_factory=h264_only), make_peer()
+    await join_all([sender, receiver], "h264")
+    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
+    source = CountingVideo()
+    first = asyncio.ensure_future(_first_frame(receiver, sender))
+    sender.add_track(source)
+    frame = await first
+    assert frame.width == 320
+    (s,) = _senders(sender)
+    encoder = getattr(s, aiortc_private.SENDER_ENCODER)
+    assert isinstance(encoder, H264Encoder) and encoder.codec is not None
+    assert _shared(sender, source).frames_encoded == 0
+
+
+async def test_a_removed_track_is_no_longer_read(make_peer: Any) -> None:
+    sender, receiver = make_peer(), make_peer()
+    await join_all([sender, receiver], "removed")
+    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
+    source = CountingVideo()
+    first = asyncio.ensure_future(_first_frame(receiver, sender))
+    sender.add_track(source)
+    await first
+    fanout = sender._fanouts[id(source)][1]
+    assert fanout.reading
+    sender.remove_track(source)
+    # The copy stops once its sender has moved off it (about a second), and the reader with it.
+    await until(lambda: not fanout.reading, 10)
+    read = source.frames_read
+    await asyncio.sleep(0.3)  # nothing to await: frames that are no longer read
+    assert source.frames_read <= read + 1
+
+
+async def test_a_fanout_reads_only_while_a_copy_reads() -> None:
+    source = CountingVideo()
+    fanout = Fanout(source)
+    a, b = fanout.copy(), fanout.copy()
+    assert a.id == b.id == source.id and not fanout.reading
+    first_a, first_b = await asyncio.gather(a.recv(), b.recv())
+    assert first_a is first_b  # one read, one converted frame for both
+    a.stop()
+    await asyncio.wait_for(b.recv(), 5)
+    assert fanout.reading
+    b.stop()
+    assert not fanout.reading
+    # The source ending ends every copy.
+    c = fanout.copy()
+    await asyncio.wait_for(c.recv(), 5)
+    source.stop()
+    with pytest.raises(MediaStreamError):
+        for _ in range(3):  # a frame already being made may still arrive
+            await asyncio.wait_for(c.recv(), 5)
+    assert not fanout.reading
+
+
+def _frame(width: int, height: int, pts: int) -> av.VideoFrame:
+    frame = av.VideoFrame(width=width, height=height, format="yuv420p")
+    for plane in frame.planes:
+        plane.update(bytes([pts % 256]) * plane.buffer_size)
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, 90000)
+    return frame
+
+
+def test_the_encoding_keeps_timing_and_makes_keyframes_on_request() -> None:
+    enc = Vp8Encoding()
+    keyframes = []
+    for i in range(6):
+        packets = enc.encode(_frame(160, 120, i * 3000), keyframe=(i == 4), bitrate=500_000)
+        assert [p.pts for p in packets] == [i * 3000] * len(packets)
+        assert all(p.time_base == fractions.Fraction(1, 90000) for p in packets)
+        keyframes.append(any(p.is_keyframe for p in packets))
+    assert keyframes == [True, False, False, False, True, False]
+    # A new size or a bitrate more than 10% away reopens the encoder: a keyframe.
+    assert any(p.is_keyframe for p in enc.encode(_frame(320, 240, 18000), False, 500_000))
+    assert not any(p.is_keyframe for p in enc.encode(_frame(320, 240, 21000), False, 540_000))
+    assert any(p.is_keyframe for p in enc.encode(_frame(320, 240, 24000), False, 600_000))
