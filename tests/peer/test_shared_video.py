@@ -15,17 +15,18 @@ import fractions
 from typing import Any
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, VideoStreamTrack
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 from tests.peer.helpers import Expect, join_all, remote_of
 from tests.support.waiting import until
 
-from metered_realtime.events import Track
+from metered_realtime._logging import NoopLogger
+from metered_realtime.events import PeerJoined, Track
 from metered_realtime.peer import aiortc_private
 from metered_realtime.peer.fanout import Fanout
-from metered_realtime.peer.shared_video import Vp8Encoding
+from metered_realtime.peer.shared_video import MAX_QUEUED, SharedVideo, Vp8Encoding
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -91,7 +92,7 @@ async def test_three_peers_get_one_encoding(make_peer: Any) -> None:
     assert shared.frames_encoded <= source.frames_read
 
 
-async def test_a_late_peer_starts_at_a_keyframe(make_peer: Any) -> None:
+async def test_a_peer_joining_a_running_stream_decodes_it(make_peer: Any) -> None:
     sender, early = make_peer(), make_peer()
     await join_all([sender, early], "late-joiner")
     await until(lambda: bool(sender.remote_peers and early.remote_peers), 10)
@@ -102,12 +103,91 @@ async def test_a_late_peer_starts_at_a_keyframe(make_peer: Any) -> None:
     shared = _shared(sender, source)
     await until(lambda: shared.frames_encoded >= 15, 10)  # well past the first keyframe
     late = make_peer()
-    late_first = asyncio.ensure_future(late.join("late-joiner"))
-    await until(lambda: late.peer_id is not None and len(sender.remote_peers) == 2, 10)
-    await late_first
-    await until(lambda: bool(late.remote_peers), 10)
-    frame = await _first_frame(late, sender)
+    # Listening before the join: the sender offers as soon as it sees the late peer.
+    tracks: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def on_track(ev: Track) -> None:
+        if not tracks.done():
+            tracks.set_result(ev.track)
+
+    late.on(PeerJoined, lambda ev: ev.peer.on(Track, on_track))
+    await late.join("late-joiner")
+    track = await asyncio.wait_for(tracks, 15)
+    frame = await asyncio.wait_for(track.recv(), 15)
     assert frame.width == 320
+
+
+async def _negotiated(track: Any) -> tuple[Any, list[Any]]:
+    """A transceiver sending ``track`` after a local offer/answer: VP8 negotiated, not connected."""
+    a = RTCPeerConnection(configuration=RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(configuration=RTCConfiguration(iceServers=[]))
+    transceiver = a.addTransceiver(track, direction="sendonly")
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    # Closed before ``a`` applies the answer, so the two never connect: aiortc's own sender
+    # would otherwise start reading the copy the test reads.
+    await b.close()
+    await a.setRemoteDescription(b.localDescription)
+    return transceiver, [a]
+
+
+async def test_every_copy_starts_at_a_keyframe_made_when_it_starts() -> None:
+    source = CountingVideo()
+    shared = SharedVideo(Fanout(source).copy, source.id, NoopLogger())
+    first, second = shared.copy(), shared.copy()
+    pcs: list[Any] = []
+    try:
+        for copy in (first, second):
+            transceiver, more = await _negotiated(copy)
+            pcs += more
+            copy.bind(transceiver)
+        packets = [await asyncio.wait_for(first.recv(), 5) for _ in range(10)]
+        assert [p.is_keyframe for p in packets] == [True] + [False] * 9
+
+        async def keep_reading() -> None:  # as the first copy's sender would
+            for _ in range(1000):
+                await first.recv()
+
+        reading = asyncio.ensure_future(keep_reading())
+        try:
+            # A copy starting now gets a keyframe made for it, not the stream's first one.
+            joined = await asyncio.wait_for(second.recv(), 5)
+        finally:
+            reading.cancel()
+        assert joined.is_keyframe and joined.pts > packets[-1].pts
+    finally:
+        first.stop()
+        second.stop()
+        source.stop()
+        await asyncio.gather(*(pc.close() for pc in pcs))
+
+
+async def test_a_stalled_copy_is_bounded_and_restarts_at_a_keyframe() -> None:
+    source = CountingVideo()
+    shared = SharedVideo(Fanout(source).copy, source.id, NoopLogger())
+    reader, stalled = shared.copy(), shared.copy()
+    pcs: list[Any] = []
+    try:
+        for copy in (reader, stalled):
+            transceiver, more = await _negotiated(copy)
+            pcs += more
+            copy.bind(transceiver)
+        first = await asyncio.wait_for(stalled.recv(), 5)  # joined; then nobody reads it
+        assert first.is_keyframe
+        deltas = 0
+        for _ in range(MAX_QUEUED * 3):
+            packet = await asyncio.wait_for(reader.recv(), 5)
+            deltas += not packet.is_keyframe
+            assert len(stalled._packets) <= MAX_QUEUED
+        assert deltas > MAX_QUEUED  # the stalled copy overflowed at least once
+        resumed = await asyncio.wait_for(stalled.recv(), 5)
+        assert resumed.is_keyframe and resumed.pts > first.pts
+    finally:
+        reader.stop()
+        stalled.stop()
+        source.stop()
+        await asyncio.gather(*(pc.close() for pc in pcs))
 
 
 async def test_a_keyframe_request_reaches_the_shared_encoder(make_peer: Any) -> None:
