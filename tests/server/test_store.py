@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import stat
+import string
 import subprocess
 import sys
 import threading
@@ -458,3 +459,14 @@ def test_sqlite_opened_by_many_at_once(tmp_path: Path) -> None:
     # SQLite calls no busy handler while it switches the journal to WAL.
     for round_ in range(20):
         assert _open_concurrently(str(tmp_path / f"race-{round_}.db"), 6) == []
+
+
+def test_random_base62_gives_the_length_and_every_character_of_the_alphabet() -> None:
+    from metered_realtime.server.store import random_base62
+
+    values = [random_base62(n) for n in (1, 7, 20, 32, 300) for _ in range(40)]
+    assert [len(v) for v in values] == [n for n in (1, 7, 20, 32, 300) for _ in range(40)]
+    alphabet = string.ascii_letters + string.digits
+    seen = set("".join(values))
+    assert seen == set(alphabet)  # 40 x 360 characters: every one of the 62 shows up
+    assert len(set(values[-40:])) == 40
