@@ -11,6 +11,10 @@ member (its peer id sorts first) and one that is impolite towards all (it sorts 
   signalling connection is opened first, to learn the peer ids and pick the sender.)
 * ``add_track_to_media``: everybody is in the room, idle; the sender calls ``add_track()``;
   until every member has decoded a frame of it.
+* ``join_to_first_rtp`` and ``add_track_to_first_rtp``: the same runs, until every member has
+  received the track's first RTP packet (media flowing). aiortc's receiver hands out a video
+  frame only when the next frame's first packet arrives (one frame interval, 33 ms here, that
+  a browser does not wait), and an audio frame after four packets (80 ms).
 
 Each is run ``--runs`` times; median and worst are reported in milliseconds. Garbage left by
 one run is collected before the next starts, and the longest collection pause that still
@@ -33,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import AudioStreamTrack, VideoStreamTrack
+from aiortc import AudioStreamTrack, RTCRtpReceiver, VideoStreamTrack
 
 from metered_realtime.demo import embedded_server, restrict_ice_to_loopback
 from metered_realtime.events import (
@@ -83,20 +87,40 @@ async def await_roster(peers: list[MeteredPeer], timeout: float = 30) -> None:
         await asyncio.sleep(0.005)
 
 
-def first_frames(receivers: list[MeteredPeer]) -> list[asyncio.Future[float]]:
-    """For each receiver: the perf_counter time it decodes the first inbound frame."""
+FIRST_RTP: dict[int, float] = {}
+"""id(receiving track) -> perf_counter time its first RTP packet arrived."""
+
+
+def record_first_rtp() -> None:
+    """Note when each receiver's first RTP packet arrives (a bench-only wrap of aiortc's
+    packet handler; nothing else is changed)."""
+    handle = RTCRtpReceiver._handle_rtp_packet
+
+    async def recording(self: RTCRtpReceiver, packet: Any, arrival_time_ms: int) -> None:
+        FIRST_RTP.setdefault(id(self.track), time.perf_counter())
+        await handle(self, packet, arrival_time_ms)
+
+    RTCRtpReceiver._handle_rtp_packet = recording  # type: ignore[method-assign]
+
+
+record_first_rtp()
+
+
+def first_frames(receivers: list[MeteredPeer]) -> list[asyncio.Future[tuple[float, float]]]:
+    """For each receiver: when (perf_counter) it decoded its first inbound frame, and when
+    that track's first RTP packet arrived."""
     loop = asyncio.get_running_loop()
-    done: list[asyncio.Future[float]] = []
+    done: list[asyncio.Future[tuple[float, float]]] = []
     for peer in receivers:
-        fut: asyncio.Future[float] = loop.create_future()
+        fut: asyncio.Future[tuple[float, float]] = loop.create_future()
         done.append(fut)
 
-        async def decode(track: object, fut: asyncio.Future[float] = fut) -> None:
-            await track.recv()  # type: ignore[attr-defined]
+        async def decode(track: Any, fut: asyncio.Future[tuple[float, float]] = fut) -> None:
+            await track.recv()
             if not fut.done():
-                fut.set_result(time.perf_counter())
+                fut.set_result((time.perf_counter(), FIRST_RTP[id(track)]))
 
-        def on_track(ev: Track, fut: asyncio.Future[float] = fut) -> None:
+        def on_track(ev: Track, fut: asyncio.Future[tuple[float, float]] = fut) -> None:
             if not fut.done():
                 task = asyncio.ensure_future(decode(ev.track, fut))
                 fut.add_done_callback(lambda _: task.cancel())
@@ -112,8 +136,9 @@ def first_frames(receivers: list[MeteredPeer]) -> list[asyncio.Future[float]]:
 
 async def first_media(
     url: str, key: str, n: int, polite: bool, on_join: bool, room: str, kind: str
-) -> float:
-    """Milliseconds from the sender's join() or add_track() until all n-1 members decode."""
+) -> tuple[float, float]:
+    """Milliseconds from the sender's join() or add_track() until all n-1 members decoded a
+    frame, and until all of them had received an RTP packet."""
     clients = [SignallingClient(api_key=key, url=url) for _ in range(n)]
     peers: list[MeteredPeer] = []
     try:
@@ -139,7 +164,10 @@ async def first_media(
             start = time.perf_counter()
             sender.add_track(track)
         ends = await asyncio.wait_for(asyncio.gather(*frames), 60)
-        return (max(ends) - start) * 1000
+        FIRST_RTP.clear()
+        decoded = max(end[0] for end in ends)
+        arrived = max(end[1] for end in ends)
+        return (decoded - start) * 1000, (arrived - start) * 1000
     finally:
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -164,8 +192,11 @@ class GcPauses:
 PAUSES = GcPauses()
 
 
-async def repeat(runs: int, once: Callable[[int], Awaitable[float]]) -> dict[str, float]:
-    values = []
+async def repeat(
+    runs: int, once: Callable[[int], Awaitable[tuple[float, float]]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median and worst of ``runs``: of the first figure, and of the second."""
+    values: list[tuple[float, float]] = []
     for i in range(runs):
         # A closed room of 8 leaves ~60k objects in reference cycles (aiortc's connections);
         # collected during the next run they paused it 100-170 ms. Collect them in between,
@@ -176,21 +207,28 @@ async def repeat(runs: int, once: Callable[[int], Awaitable[float]]) -> dict[str
             values.append(await once(i))
         finally:
             PAUSES.timing = False
-    return {"median": round(statistics.median(values), 1), "worst": round(max(values), 1)}
+
+    def summary(figures: list[float]) -> dict[str, float]:
+        return {"median": round(statistics.median(figures), 1), "worst": round(max(figures), 1)}
+
+    return summary([v[0] for v in values]), summary([v[1] for v in values])
 
 
 async def first_media_figures(url: str, key: str, n: int, runs: int, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for on_join, what in ((True, "join_to_media"), (False, "add_track_to_media")):
+    for on_join, what in ((True, "join"), (False, "add_track")):
         for polite in (True, False):
-            name = f"{what}_ms_{n}_{'polite' if polite else 'impolite'}_sender"
+            order = f"{n}_{'polite' if polite else 'impolite'}_sender"
+            room = f"{what}-{order}"
 
             async def once(
-                i: int, on_join: bool = on_join, polite: bool = polite, name: str = name
-            ) -> float:
-                return await first_media(url, key, n, polite, on_join, f"{name}-{i}", kind)
+                i: int, on_join: bool = on_join, polite: bool = polite, room: str = room
+            ) -> tuple[float, float]:
+                return await first_media(url, key, n, polite, on_join, f"{room}-{i}", kind)
 
-            out[name] = await repeat(runs, once)
+            decoded, arrived = await repeat(runs, once)
+            out[f"{what}_to_media_ms_{order}"] = decoded
+            out[f"{what}_to_first_rtp_ms_{order}"] = arrived
     return out
 
 
