@@ -54,7 +54,7 @@ class Owner(Protocol):
         """A new aiortc connection configured with the current ICE servers."""
 
     def _copy_of(self, track: Any) -> Any:
-        """A per-peer relay copy of a local track that keeps its id."""
+        """A per-peer copy of a local track that keeps its id (video: from one shared encoder)."""
 
     def _announce_tracks(self, remote: Member) -> None:
         """Queue the metadata message of every local track for ``remote``."""
