@@ -11,7 +11,9 @@ import pytest
 pytest.importorskip("aiortc")
 
 import asyncio
+import contextlib
 import fractions
+from collections.abc import AsyncIterator
 from typing import Any
 
 import av
@@ -132,16 +134,28 @@ async def _negotiated(track: Any) -> tuple[Any, list[Any]]:
     return transceiver, [a]
 
 
-async def test_every_copy_starts_at_a_keyframe_made_when_it_starts() -> None:
+@contextlib.asynccontextmanager
+async def two_bound_copies() -> AsyncIterator[tuple[Any, Any]]:
+    """Two copies of one shared encoding, each on a negotiated (unconnected) transceiver."""
     source = CountingVideo()
     shared = SharedVideo(Fanout(source).copy, source.id, NoopLogger())
-    first, second = shared.copy(), shared.copy()
+    copies = (shared.copy(), shared.copy())
     pcs: list[Any] = []
     try:
-        for copy in (first, second):
+        for copy in copies:
             transceiver, more = await _negotiated(copy)
             pcs += more
             copy.bind(transceiver)
+        yield copies
+    finally:
+        for copy in copies:
+            copy.stop()
+        source.stop()
+        await asyncio.gather(*(pc.close() for pc in pcs))
+
+
+async def test_every_copy_starts_at_a_keyframe_made_when_it_starts() -> None:
+    async with two_bound_copies() as (first, second):
         packets = [await asyncio.wait_for(first.recv(), 5) for _ in range(10)]
         assert [p.is_keyframe for p in packets] == [True] + [False] * 9
 
@@ -156,23 +170,10 @@ async def test_every_copy_starts_at_a_keyframe_made_when_it_starts() -> None:
         finally:
             reading.cancel()
         assert joined.is_keyframe and joined.pts > packets[-1].pts
-    finally:
-        first.stop()
-        second.stop()
-        source.stop()
-        await asyncio.gather(*(pc.close() for pc in pcs))
 
 
 async def test_a_stalled_copy_is_bounded_and_restarts_at_a_keyframe() -> None:
-    source = CountingVideo()
-    shared = SharedVideo(Fanout(source).copy, source.id, NoopLogger())
-    reader, stalled = shared.copy(), shared.copy()
-    pcs: list[Any] = []
-    try:
-        for copy in (reader, stalled):
-            transceiver, more = await _negotiated(copy)
-            pcs += more
-            copy.bind(transceiver)
+    async with two_bound_copies() as (reader, stalled):
         first = await asyncio.wait_for(stalled.recv(), 5)  # joined; then nobody reads it
         assert first.is_keyframe
         deltas = 0
@@ -183,11 +184,6 @@ async def test_a_stalled_copy_is_bounded_and_restarts_at_a_keyframe() -> None:
         assert deltas > MAX_QUEUED  # the stalled copy overflowed at least once
         resumed = await asyncio.wait_for(stalled.recv(), 5)
         assert resumed.is_keyframe and resumed.pts > first.pts
-    finally:
-        reader.stop()
-        stalled.stop()
-        source.stop()
-        await asyncio.gather(*(pc.close() for pc in pcs))
 
 
 async def test_a_keyframe_request_reaches_the_shared_encoder(make_peer: Any) -> None:
