@@ -186,6 +186,26 @@ async def test_a_stalled_copy_is_bounded_and_restarts_at_a_keyframe() -> None:
         assert resumed.is_keyframe and resumed.pts > first.pts
 
 
+async def test_a_copy_bound_again_ends_the_old_sender_and_restarts_at_a_keyframe() -> None:
+    async with two_bound_copies() as (copy, _):
+        for _ in range(5):
+            await asyncio.wait_for(copy.recv(), 5)
+        for _ in range(100):  # the old sender, waiting for a frame (not taking a queued one)
+            waiting = asyncio.ensure_future(copy.recv())
+            await asyncio.sleep(0)  # lets it run up to its wait
+            if not waiting.done():
+                break
+        transceiver, pcs = await _negotiated(CountingVideo())  # the track's new m-section
+        try:
+            copy.bind(transceiver)
+            with pytest.raises(MediaStreamError):
+                await asyncio.wait_for(waiting, 5)
+            restart = await asyncio.wait_for(copy.recv(), 5)
+            assert restart.is_keyframe
+        finally:
+            await asyncio.gather(*(pc.close() for pc in pcs))
+
+
 async def test_a_keyframe_request_reaches_the_shared_encoder(make_peer: Any) -> None:
     sender, receiver = make_peer(), make_peer()
     await join_all([sender, receiver], "pli")

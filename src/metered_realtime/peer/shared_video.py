@@ -196,7 +196,18 @@ class EncodedCopy(MediaStreamTrack):
         self._ended = False
 
     def bind(self, transceiver: Any) -> None:
-        """Tell the copy which transceiver sends it (its codec decides what recv() returns)."""
+        """Tell the copy which transceiver sends it (its codec decides what recv() returns).
+
+        Bound again (the peer moved the track to a new m-section), the copy starts over at a
+        keyframe for the new sender, and the old sender, if still waiting in recv(), is ended
+        (it carries no track any more) rather than left to take the new sender's frames.
+        """
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(MediaStreamError())
+        if self._joined:
+            self._packets.clear()
+            self._needs_keyframe = True
+            self._shared.request_keyframe()
         self._transceiver = transceiver
         _forward_keyframe_requests(transceiver.sender, self._shared._log)
 
