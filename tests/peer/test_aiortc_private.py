@@ -12,8 +12,6 @@ import pytest
 
 pytest.importorskip("aiortc")
 
-from collections.abc import Mapping
-from typing import Any
 
 import aioice.ice
 import aioice.stun
@@ -28,28 +26,9 @@ from aiortc import (
     RTCRtpSender,
     rtp,
 )
+from tests.peer.helpers import Recorder
 
 from metered_realtime.peer import aiortc_private as private
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, Mapping[str, Any] | None]] = []
-
-    def _add(self, level: str, msg: str, ctx: Mapping[str, Any] | None) -> None:
-        self.lines.append((level, msg, ctx))
-
-    def debug(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("debug", msg, ctx)
-
-    def info(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("info", msg, ctx)
-
-    def warning(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("warning", msg, ctx)
-
-    def error(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("error", msg, ctx)
 
 
 async def test_every_private_attribute_the_peer_reads_exists() -> None:

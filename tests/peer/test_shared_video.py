@@ -21,7 +21,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, VideoStrea
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
-from tests.peer.helpers import Expect, join_all, remote_of
+from tests.peer.helpers import Expect, Recorder, join_all, remote_of
 from tests.support.waiting import until
 
 from metered_realtime._logging import NoopLogger
@@ -138,7 +138,7 @@ async def _negotiated(track: Any) -> tuple[Any, list[Any]]:
 async def two_bound_copies() -> AsyncIterator[tuple[Any, Any]]:
     """Two copies of one shared encoding, each on a negotiated (unconnected) transceiver."""
     source = CountingVideo()
-    shared = SharedVideo(Fanout(source).copy, source.id, NoopLogger())
+    shared = SharedVideo(Fanout(source, NoopLogger()).copy, source.id, NoopLogger())
     copies = (shared.copy(), shared.copy())
     pcs: list[Any] = []
     try:
@@ -274,7 +274,7 @@ async def test_a_removed_track_is_no_longer_read(make_peer: Any) -> None:
 
 async def test_a_fanout_reads_only_while_a_copy_reads() -> None:
     source = CountingVideo()
-    fanout = Fanout(source)
+    fanout = Fanout(source, NoopLogger())
     a, b = fanout.copy(), fanout.copy()
     assert a.id == b.id == source.id and not fanout.reading
     first_a, first_b = await asyncio.gather(a.recv(), b.recv())
@@ -292,6 +292,29 @@ async def test_a_fanout_reads_only_while_a_copy_reads() -> None:
         for _ in range(3):  # a frame already being made may still arrive
             await asyncio.wait_for(c.recv(), 5)
     assert not fanout.reading
+
+
+class FailingVideo(CountingVideo):
+    """A track whose third frame raises, as an app's broken source would."""
+
+    async def recv(self) -> av.VideoFrame:
+        if self.frames_read == 2:
+            raise RuntimeError("camera unplugged")
+        return await super().recv()
+
+
+async def test_a_failing_track_ends_its_copies_and_says_so() -> None:
+    log = Recorder()
+    source = FailingVideo()
+    fanout = Fanout(source, log)
+    copy = fanout.copy()
+    with pytest.raises(MediaStreamError):
+        for _ in range(5):
+            await asyncio.wait_for(copy.recv(), 5)
+    assert source.frames_read == 2 and not fanout.reading
+    assert [(level, ctx["error"]) for level, _, ctx in log.lines] == [
+        ("warning", "RuntimeError('camera unplugged')")
+    ]
 
 
 def _frame(width: int, height: int, pts: int) -> av.VideoFrame:

@@ -19,6 +19,7 @@ from typing import Any
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from .._logging import Logger
 from . import aiortc_private
 
 
@@ -35,8 +36,9 @@ def _yuv420p(frame: Any) -> Any:
 class Fanout:
     """Reads ``track`` while at least one copy is reading it."""
 
-    def __init__(self, track: Any) -> None:
+    def __init__(self, track: Any, log: Logger) -> None:
         self._track = track
+        self._log = log
         self._convert = getattr(track, "kind", None) == "video"
         self._copies: set[FanoutCopy] = set()
         self._task: asyncio.Task[None] | None = None
@@ -70,6 +72,12 @@ class Fanout:
             try:
                 frame = await self._track.recv()
             except MediaStreamError:
+                frame = None
+            except Exception as exc:  # the app's track failed: its copies end, none hangs
+                self._log.warning(
+                    "a local track failed; it is no longer sent",
+                    {"track": self._track.id, "error": repr(exc)},
+                )
                 frame = None
             if frame is not None and self._convert:
                 frame = _yuv420p(frame)

@@ -268,7 +268,7 @@ class MeteredPeer(EventEmitter):
         if known is None or known[0] is not track:
             from .fanout import Fanout
 
-            known = self._fanouts[id(track)] = (track, Fanout(track))
+            known = self._fanouts[id(track)] = (track, Fanout(track, self._log))
         return known[1]
 
     def _forget_track(self, track: Any) -> None:
