@@ -4,48 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.support.logs import Recorder
 
 from metered_realtime._swallow import best_effort
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "metered_realtime"
 
 
-class Lines:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, Mapping[str, Any] | None]] = []
-
-    def debug(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self.seen.append(("debug", msg, ctx))
-
-    def info(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self.seen.append(("info", msg, ctx))
-
-    def warning(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self.seen.append(("warning", msg, ctx))
-
-    def error(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self.seen.append(("error", msg, ctx))
-
-
 def test_expected_failures_pass_quietly_and_others_are_logged_with_the_context() -> None:
-    log = Lines()
+    log = Recorder()
     with best_effort(log, "closing", {"peer": "p1"}, (KeyError,)):
         raise KeyError("gone")
-    assert log.seen == []
+    assert log.lines == []
     with best_effort(log, "closing", {"peer": "p1"}, (KeyError,)):
         raise RuntimeError("surprise")
-    assert log.seen == [
+    assert log.lines == [
         ("debug", "closing failed", {"peer": "p1", "error": "RuntimeError('surprise')"})
     ]
 
 
 def test_cancellation_is_never_swallowed() -> None:
-    with pytest.raises(asyncio.CancelledError), best_effort(Lines(), "waiting"):
+    with pytest.raises(asyncio.CancelledError), best_effort(Recorder(), "waiting"):
         raise asyncio.CancelledError
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from metered_realtime.events import StateChange
@@ -79,25 +79,3 @@ async def latest_delivers(
         except Exception:  # a track of a torn-down connection: wait for the next one
             continue
     raise AssertionError("no inbound track delivered")
-
-
-class Recorder:
-    """A Logger that keeps every line: (level, message, context)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, Mapping[str, Any] | None]] = []
-
-    def _add(self, level: str, msg: str, ctx: Mapping[str, Any] | None) -> None:
-        self.lines.append((level, msg, ctx))
-
-    def debug(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("debug", msg, ctx)
-
-    def info(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("info", msg, ctx)
-
-    def warning(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("warning", msg, ctx)
-
-    def error(self, msg: str, ctx: Mapping[str, Any] | None = None) -> None:
-        self._add("error", msg, ctx)

@@ -26,7 +26,7 @@ from aiortc import (
     RTCRtpSender,
     rtp,
 )
-from tests.peer.helpers import Recorder
+from tests.support.logs import Recorder
 
 from metered_realtime.peer import aiortc_private as private
 

@@ -21,7 +21,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, VideoStrea
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
-from tests.peer.helpers import Expect, Recorder, join_all, remote_of
+from tests.peer.helpers import Expect, join_all, remote_of
+from tests.support.logs import Recorder
 from tests.support.waiting import until
 
 from metered_realtime._logging import NoopLogger
@@ -71,6 +72,17 @@ async def _first_frame(receiver: Any, sender: Any, timeout: float = 15) -> Any:
     return await asyncio.wait_for(track.recv(), timeout)
 
 
+async def _streaming(sender: Any, receiver: Any, channel: str) -> tuple[CountingVideo, Any]:
+    """Both in ``channel``; ``sender`` adds a new video track; returns it once ``receiver``
+    decoded its first frame, with that frame."""
+    await join_all([sender, receiver], channel)
+    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
+    source = CountingVideo()
+    first = asyncio.ensure_future(_first_frame(receiver, sender))
+    sender.add_track(source)
+    return source, await first
+
+
 async def test_three_peers_get_one_encoding(make_peer: Any) -> None:
     sender = make_peer()
     receivers = [make_peer() for _ in range(3)]
@@ -96,12 +108,7 @@ async def test_three_peers_get_one_encoding(make_peer: Any) -> None:
 
 async def test_a_peer_joining_a_running_stream_decodes_it(make_peer: Any) -> None:
     sender, early = make_peer(), make_peer()
-    await join_all([sender, early], "late-joiner")
-    await until(lambda: bool(sender.remote_peers and early.remote_peers), 10)
-    source = CountingVideo()
-    first = asyncio.ensure_future(_first_frame(early, sender))
-    sender.add_track(source)
-    await first
+    source, _ = await _streaming(sender, early, "late-joiner")
     shared = _shared(sender, source)
     await until(lambda: shared.frames_encoded >= 15, 10)  # well past the first keyframe
     late = make_peer()
@@ -208,12 +215,7 @@ async def test_a_copy_bound_again_ends_the_old_sender_and_restarts_at_a_keyframe
 
 async def test_a_keyframe_request_reaches_the_shared_encoder(make_peer: Any) -> None:
     sender, receiver = make_peer(), make_peer()
-    await join_all([sender, receiver], "pli")
-    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
-    source = CountingVideo()
-    first = asyncio.ensure_future(_first_frame(receiver, sender))
-    sender.add_track(source)
-    await first
+    source, _ = await _streaming(sender, receiver, "pli")
     shared = _shared(sender, source)
     await until(lambda: shared.frames_encoded >= 5 and not shared._keyframe, 10)
     # What aiortc calls when the receiver sends a PLI or FIR.
@@ -241,12 +243,7 @@ async def test_a_peer_that_negotiated_h264_gets_raw_frames(make_peer: Any) -> No
         return pc
 
     sender, receiver = make_peer(_pc_factory=h264_only), make_peer()
-    await join_all([sender, receiver], "h264")
-    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
-    source = CountingVideo()
-    first = asyncio.ensure_future(_first_frame(receiver, sender))
-    sender.add_track(source)
-    frame = await first
+    source, frame = await _streaming(sender, receiver, "h264")
     assert frame.width == 320
     (s,) = _senders(sender)
     encoder = getattr(s, aiortc_private.SENDER_ENCODER)
@@ -256,12 +253,7 @@ async def test_a_peer_that_negotiated_h264_gets_raw_frames(make_peer: Any) -> No
 
 async def test_a_removed_track_is_no_longer_read(make_peer: Any) -> None:
     sender, receiver = make_peer(), make_peer()
-    await join_all([sender, receiver], "removed")
-    await until(lambda: bool(sender.remote_peers and receiver.remote_peers), 10)
-    source = CountingVideo()
-    first = asyncio.ensure_future(_first_frame(receiver, sender))
-    sender.add_track(source)
-    await first
+    source, _ = await _streaming(sender, receiver, "removed")
     fanout = sender._fanouts[id(source)][1]
     assert fanout.reading
     sender.remove_track(source)

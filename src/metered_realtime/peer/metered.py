@@ -274,9 +274,8 @@ class MeteredPeer(EventEmitter):
     def _forget_track(self, track: Any) -> None:
         """Drop the shared reader and encoder of a track no longer published (copies still
         running keep theirs until they stop)."""
-        if id(track) not in self._local:
-            self._fanouts.pop(id(track), None)
-            self._shared_video.pop(id(track), None)
+        self._fanouts.pop(id(track), None)
+        self._shared_video.pop(id(track), None)
 
     def _cap(self) -> int:
         return int(self._client.max_message_size)
@@ -715,7 +714,8 @@ class MeteredPeer(EventEmitter):
             succeeded.append(remote.id)
         if local is not None and (succeeded or not failed):
             del self._local[id(old)]
-            self._forget_track(old)
+            if new is not old:
+                self._forget_track(old)
             if new is not None:
                 self._local[id(new)] = _LocalTrack(new, local.stream, local.metadata)
             if local.metadata is not None:

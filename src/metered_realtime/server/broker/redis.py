@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -488,7 +488,7 @@ class RedisBroker:
             future.set_result(results)
 
 
-async def _within(step: Any, what: str) -> None:
+async def _within(step: Awaitable[Any], what: str) -> None:
     """Run one stage of stopping; after ``STOP_WAIT`` seconds go on without it."""
     task = asyncio.ensure_future(step)
     done, _ = await asyncio.wait({task}, timeout=STOP_WAIT)
