@@ -11,7 +11,9 @@ import pytest
 from tests.server.wire import Wire
 
 from metered_realtime.cli import _JsonFormatter
-from metered_realtime.server.logs import ScrubFilter, websockets_logger
+from metered_realtime.server.logs import ScrubFilter, endpoint_logger
+
+ENDPOINT = "metered_realtime.server.endpoint"
 
 
 async def probe(port: int, data: bytes = b"", read: bool = False) -> bytes:
@@ -28,9 +30,9 @@ async def probe(port: int, data: bytes = b"", read: bool = False) -> bytes:
 
 async def settle(server) -> None:
     """Wait until the server has finished every connection (and logged about it)."""
-    ws = server.server._ws
+    endpoints = server.server.listener.endpoints
     for _ in range(500):
-        if ws is None or not ws.handlers:
+        if not endpoints:
             return
         await asyncio.sleep(0.01)
 
@@ -45,7 +47,7 @@ def texts(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_probes_are_logged_at_debug_not_error(server, caplog):
-    caplog.set_level(logging.DEBUG, logger="websockets")
+    caplog.set_level(logging.DEBUG, logger=ENDPOINT)
     port = server.server.port
     await probe(port)  # a load balancer's TCP check: connect, close
     await probe(port, b"\x16\x03\x01\x02\x00garbage")  # TLS to a plain port, no line end
@@ -64,12 +66,12 @@ async def test_probes_are_logged_at_debug_not_error(server, caplog):
 
 
 async def test_debug_logs_never_show_a_key_or_token(server, caplog):
-    caplog.set_level(logging.DEBUG, logger="websockets")
+    caplog.set_level(logging.DEBUG, logger=ENDPOINT)
     token = server.mint()
     for url in (server.key_url(), server.token_url(token)):
         wire = await Wire.open(url)
         await wire.close()
-    # A request line websockets cannot parse ends up inside the exception's text.
+    # A request line h11 cannot parse ends up in the failure's text.
     await probe(server.server.port, f"GET /v1?key={server.api_key} x\r\n\r\n".encode(), read=True)
     await settle(server)
     logged = "\n".join(texts(caplog))
@@ -93,10 +95,10 @@ def test_scrub_filter_masks_message_arguments_and_traceback():
     assert record.exc_text and "ValueError" in record.exc_text and "eyJa" not in record.exc_text
 
 
-def test_websockets_logger_follows_the_websockets_levels():
-    logger = websockets_logger()
-    assert logger.name == "websockets.server"
-    parent = logging.getLogger("websockets")
+def test_endpoint_logger_follows_the_server_levels():
+    logger = endpoint_logger()
+    assert logger.name == ENDPOINT
+    parent = logging.getLogger("metered_realtime.server")
     old = parent.level
     try:
         parent.setLevel(logging.WARNING)

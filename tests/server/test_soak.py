@@ -55,9 +55,9 @@ from typing import Any
 import pytest
 from tests.server.tables import stale_entries, wait_empty
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from metered_realtime.server.endpoint import Endpoint
 from metered_realtime.server.hub import Channel, Conn, RemoteMember
 
 SOAK_CYCLES = int(os.environ.get("SOAK_CYCLES", "2400"))
@@ -175,9 +175,9 @@ async def churn(srv: Any, seconds: float | None, cycles: int | None, seed: int) 
 
 
 def live_objects() -> dict[str, int]:
-    counts = dict.fromkeys(("Conn", "Channel", "RemoteMember", "ServerConnection"), 0)
+    counts = dict.fromkeys(("Conn", "Channel", "RemoteMember", "Endpoint"), 0)
     for obj in gc.get_objects():
-        for kind in (Conn, Channel, RemoteMember, ServerConnection):
+        for kind in (Conn, Channel, RemoteMember, Endpoint):
             if isinstance(obj, kind):
                 counts[kind.__name__] += 1
     return counts

@@ -6,24 +6,20 @@ import asyncio
 import logging
 import os
 import time
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
-
-from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.http11 import Request, Response
 
 from ..protocol import decode_client_frame, dumps, to_wire_bytes
 from .admin import AdminApi, ClusterAdmin
-from .auth import Refusal, authenticate
+from .auth import Principal, Refusal, authenticate
 from .broker.node import NODE_ID_LENGTH
 from .config import ServerConfig
+from .endpoint import Endpoint, Listener, header_values
 from .forwarded import TrustedProxies
-from .front import ConnectRateLimiter, FrontConnection
+from .front import ConnectRateLimiter, HttpResponse
 from .hub import Conn, Hub
 from .keycache import KeyCache
-from .logs import websockets_logger
+from .logs import endpoint_logger
 from .metrics import Metrics
 from .outbound import CorkedSink
 from .store import Store, open_store, random_base62
@@ -47,16 +43,12 @@ class Server:
         self.store = store if store is not None else open_store(config.db)
         self._owns_store = store is None
         self.keys = KeyCache(self.store)
-        self.hub = Hub(
-            config, CorkedSink(config.outbound_buffer_limit, self.evict_slow, self.spawn)
-        )
+        self.hub = Hub(config, CorkedSink(config.outbound_buffer_limit, self.evict_slow))
         self.broker: RedisBroker | None = None
         self._node_admin = ClusterAdmin(self)
         self.node_id = random_base62(NODE_ID_LENGTH)
         self.draining = False
         self.stopped = asyncio.Event()
-        self._ws: WsServer | None = None
-        self._admin_ws: WsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._evicting: set[Conn] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -66,18 +58,24 @@ class Server:
         self.metrics = Metrics(self)
         api = AdminApi(self)
         separate = config.admin_port is not None
-        self._connection_class = type(
-            "ServerFrontConnection",
-            (FrontConnection,),
-            {
-                "router": api.routes(admin=not separate),
-                # A token may be percent-encoded (at most 3 bytes a character).
-                "line_limit": 3 * config.max_token_length + LINE_ROOM,
-            },
+        logger = endpoint_logger()
+        self.listener = Listener(
+            api.routes(admin=not separate),
+            logger,
+            handshake_timeout=config.handshake_timeout,
+            # A token may be percent-encoded (at most 3 bytes a character).
+            line_limit=3 * config.max_token_length + LINE_ROOM,
+            max_size=config.max_message_size + config.envelope_room,
+            admit=self._admit,
+            opened=self._opened,
+            closed=self._closed,
         )
-        self._admin_class = type(
-            "AdminFrontConnection", (FrontConnection,), {"router": api.routes(), "websocket": False}
-        )
+        self.admin_listener: Listener | None = None
+        if separate:
+            # The same front door, plain HTTP only: no connection is ever upgraded here.
+            self.admin_listener = Listener(
+                api.routes(), logger, handshake_timeout=config.handshake_timeout, websocket=False
+            )
         self._limiter = (
             None
             if config.ip_connect_rate is None
@@ -89,7 +87,7 @@ class Server:
             )
         )
         # Upgrades admitted and not yet closed (what max_connections counts).
-        self._upgrades: set[ServerConnection] = set()
+        self._upgrades = 0
         self._proxies = TrustedProxies(config.trusted_proxies)
         # Read now, so a bad certificate or key stops the server before it binds.
         self._tls: dict[str, Any] = {}
@@ -98,6 +96,8 @@ class Server:
                 "ssl": server_tls_context(config.tls_cert, config.tls_key),
                 "ssl_handshake_timeout": config.handshake_timeout,
             }
+        if config.reuse_port:
+            self._tls["reuse_port"] = True
 
     # --- lifecycle --------------------------------------------------------
 
@@ -119,51 +119,28 @@ class Server:
             await self.broker.start()
         self.spawn(self._refresh_keys())
         self.spawn(self._node_admin.sample_forever())
-        self._ws = await serve(
-            self._handle,
-            cfg.host,
-            cfg.port,
-            process_request=self._process_request,
-            create_connection=self._connection_class,
-            logger=websockets_logger(),
-            max_size=cfg.max_message_size + cfg.envelope_room,
-            compression=None,
-            ping_interval=cfg.ws_ping_interval,
-            ping_timeout=cfg.ws_ping_timeout,
-            close_timeout=5,
-            max_queue=16,
-            open_timeout=cfg.handshake_timeout,
-            reuse_port=cfg.reuse_port or None,
-            **self._tls,
-        )
-        sockets = list(self._ws.sockets)
-        self.port = sockets[0].getsockname()[1]
+        server = await self.listener.serve(cfg.host, cfg.port, **self._tls)
+        if cfg.ws_ping_interval is not None:
+            timeout = cfg.ws_ping_timeout
+            self.listener.keepalive(
+                cfg.ws_ping_interval, float("inf") if timeout is None else timeout
+            )
+        self.port = server.sockets[0].getsockname()[1]
         log.info("listening on %s:%d", cfg.host, self.port)
-        if cfg.admin_port is not None:
-            # The same front door, plain HTTP only: no connection is ever upgraded here.
+        if self.admin_listener is not None and cfg.admin_port is not None:
             try:
-                self._admin_ws = await serve(
-                    self._handle,
-                    cfg.admin_host,
-                    cfg.admin_port,
-                    create_connection=self._admin_class,
-                    logger=websockets_logger(),
-                    open_timeout=cfg.handshake_timeout,
-                    reuse_port=cfg.reuse_port or None,
-                    **self._tls,
-                )
+                admin = await self.admin_listener.serve(cfg.admin_host, cfg.admin_port, **self._tls)
             except OSError:
-                self._ws.close()
+                await self.listener.close()
                 raise
-            self.admin_port = next(iter(self._admin_ws.sockets)).getsockname()[1]
+            self.admin_port = admin.sockets[0].getsockname()[1]
             log.info("admin API on %s:%d", cfg.admin_host, self.admin_port)
 
     async def stop(self) -> None:
         """Close every connection (1001), leave the cluster and stop at once."""
-        for listener in (self._ws, self._admin_ws):
-            if listener is not None:
-                listener.close()
-                await listener.wait_closed()
+        await self.listener.close()
+        if self.admin_listener is not None:
+            await self.admin_listener.close()
         if self._timer is not None:
             self._timer.cancel()
         current = asyncio.current_task()
@@ -180,9 +157,9 @@ class Server:
         """going_away to everyone, refuse new upgrades, close with 1001 after the grace period."""
         cfg = self.config
         self.draining = True
-        if self._ws is not None and cfg.reuse_port:
+        if cfg.reuse_port:
             # Let the other processes on this port take the new connections.
-            self._ws.server.close()
+            self.listener.stop_listening()
         going_away = to_wire_bytes(
             dumps({"type": "going_away", "retryAfterMs": cfg.going_away_retry_ms})
         )
@@ -195,7 +172,7 @@ class Server:
             self.hub.close(conn, 1001, "server draining", now)
         if closing:
             await asyncio.wait(
-                [asyncio.ensure_future(ws.wait_closed()) for ws in closing],
+                [asyncio.ensure_future(endpoint.wait_closed()) for endpoint in closing],
                 timeout=cfg.drain_timeout,
             )
         await self.stop()
@@ -211,8 +188,8 @@ class Server:
         # Every write of a fan-out may find the buffer over the limit before the close runs.
         if conn.alive and conn not in self._evicting:
             self._evicting.add(conn)
-            front = cast(FrontConnection, conn.handle)
-            log.warning("evicting slow consumer %s from %s", conn.peer_id, front.client_host)
+            endpoint: Endpoint = conn.handle
+            log.warning("evicting slow consumer %s from %s", conn.peer_id, endpoint.client_host)
             asyncio.get_running_loop().call_soon(self._evict, conn)
 
     def _evict(self, conn: Conn) -> None:
@@ -220,78 +197,81 @@ class Server:
         self.hub.close(conn, 1008, "slow consumer", time.time())
         self._reschedule()
 
-    # --- HTTP -------------------------------------------------------------
+    # --- upgrades -----------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        # Only ``GET /v1`` reaches websockets; the rest is answered by the admin routes.
+    def _admit(self, endpoint: Endpoint, headers: list[tuple[bytes, bytes]]) -> HttpResponse | None:
         # Refusals here cost no handshake: the SDKs retry an HTTP error on reconnect.
         if self.draining:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
-        peer = connection.remote_address
+            return HttpResponse.text(503, "draining\n")
+        assert endpoint.transport is not None
+        peer = endpoint.transport.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else str(peer or "")
         if self._proxies:
-            host = self._proxies.client_address(host, request.headers.get_all("X-Forwarded-For"))
-        cast(FrontConnection, connection).client_host = host
+            host = self._proxies.client_address(host, header_values(headers, "x-forwarded-for"))
+        endpoint.client_host = host
         if self._limiter is not None and not self._limiter.allow(host):
-            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS, "connecting too often")
+            return self._refuse(endpoint, 429, "connecting too often")
         limit = self.config.max_connections
-        if limit is not None and len(self._upgrades) >= limit:
-            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server full")
-        self._upgrades.add(connection)
-        connection.connection_lost_waiter.add_done_callback(
-            lambda _: self._upgrades.discard(connection)
-        )
+        if limit is not None and self._upgrades >= limit:
+            return self._refuse(endpoint, 503, "server full")
+        self._upgrades += 1
+        origins = header_values(headers, "origin")
+        endpoint.session = origins[0] if origins else None
         return None
 
-    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
-        self.hub.stats.count(self.hub.stats.refusals, status.value)
-        host = cast(FrontConnection, connection).client_host
-        log.debug("refused a connection from %s: %s", host, text)
-        response = connection.respond(status, text + "\n")
-        response.headers["Retry-After"] = "1"
-        return response
+    def _refuse(self, endpoint: Endpoint, status: int, text: str) -> HttpResponse:
+        self.hub.stats.count(self.hub.stats.refusals, status)
+        log.debug("refused a connection from %s: %s", endpoint.client_host, text)
+        return HttpResponse.text(status, text + "\n")
 
-    # --- WebSocket --------------------------------------------------------
-
-    async def _handle(self, ws: ServerConnection) -> None:
-        request = ws.request
-        assert request is not None
-        front = cast(FrontConnection, ws)
-        target = front.target if front.target is not None else request.path
+    def _opened(self, endpoint: Endpoint) -> None:
+        target = endpoint.target or ""
         query = parse_qs(urlsplit(target).query, keep_blank_values=True)
         keys, tokens = query.get("key", []), query.get("token", [])
+        origin: str | None = endpoint.session
+        endpoint.session = None
+        endpoint.target = None  # the credential's copy (a JWT may be KiBs)
         now = time.time()
-        if front.oversized or any(len(t) > self.config.max_token_length for t in tokens):
+        if endpoint.oversized or any(len(t) > self.config.max_token_length for t in tokens):
             # Refused after the upgrade, so the SDKs see 4001 and stop (a dropped
             # connection, or an HTTP error, they would retry forever).
             self.hub.stats.count(self.hub.stats.refusals, 4001)
-            await ws.close(4001, "token too long" if tokens else "request line too long")
+            endpoint.close(4001, "token too long" if tokens else "request line too long")
             return
         if len(keys) + len(tokens) != 1:
-            await ws.close(4001, "exactly one of key or token is required")
+            endpoint.close(4001, "exactly one of key or token is required")
             return
         principal = authenticate(
             self.keys,
             key=keys[0] if keys else None,
             token=tokens[0] if tokens else None,
-            origin=request.headers.get("Origin"),
+            origin=origin,
             now=now,
             peer_metadata_limit=self.config.peer_metadata_limit,
             leeway=self.config.jwt_leeway,
         )
         if isinstance(principal, Refusal):
             self.hub.stats.count(self.hub.stats.refusals, principal.code)
-            await ws.close(principal.code, principal.reason)
+            endpoint.close(principal.code, principal.reason)
             return
-        limit = self.config.max_connections_per_app
-        if (
-            limit is not None
-            and self.broker is not None
-            and not await self.broker.admit(principal.app_id, limit)
-        ):
+        if self.config.max_connections_per_app is not None and self.broker is not None:
+            self.spawn(self._admit_in_cluster(endpoint, principal))
+            return
+        self._connect(endpoint, principal, now)
+
+    async def _admit_in_cluster(self, endpoint: Endpoint, principal: Principal) -> None:
+        assert self.broker is not None and self.config.max_connections_per_app is not None
+        admitted = await self.broker.admit(principal.app_id, self.config.max_connections_per_app)
+        if not admitted:
             self.hub.stats.count(self.hub.stats.refusals, 4010)
-            await ws.close(4010, "over concurrent connection limit")
+            endpoint.close(4010, "over concurrent connection limit")
             return
+        if not endpoint.is_open:
+            await self.broker.release(principal.app_id)
+            return
+        self._connect(endpoint, principal, time.time())
+
+    def _connect(self, endpoint: Endpoint, principal: Principal, now: float) -> None:
         app_peers = self.hub.apps.get(principal.app_id)
         peer_id = self._peer_id()
         while app_peers is not None and peer_id in app_peers.peers:
@@ -299,14 +279,16 @@ class Server:
         conn = self.hub.connect(
             peer_id,
             principal,
-            ws,
+            endpoint,
             now,
             welcome_metadata(self.config, principal.metadata, peer_id, now),
         )
         if isinstance(conn, Refusal):
-            await ws.close(conn.code, conn.reason)
+            endpoint.close(conn.code, conn.reason)
+            self._release(principal.app_id)
             return
-        log.debug("peer %s connected from %s", peer_id, front.client_host)
+        log.debug("peer %s connected from %s", peer_id, endpoint.client_host)
+        endpoint.session = conn
         self._reschedule()
         hub = self.hub
 
@@ -315,17 +297,21 @@ class Server:
             if hub.has_deadlines:
                 self._reschedule()
 
-        # Not kept for the connection's life: the credential's copies (a JWT may be KiBs).
-        del target, query, keys, tokens
-        front.target = None
-        try:
-            front.deliver_to(receive)
-            await ws.wait_closed()
-        finally:
-            hub.disconnect(conn, time.time())
+        endpoint.deliver_to(receive)
+
+    def _closed(self, endpoint: Endpoint) -> None:
+        self._upgrades -= 1
+        session = endpoint.session
+        endpoint.session = None
+        if isinstance(session, Conn):
+            self.hub.disconnect(session, time.time())
             self._reschedule()
-            if limit is not None and self.broker is not None:
-                await self.broker.release(principal.app_id)
+            self._release(session.principal.app_id)
+
+    def _release(self, app_id: str) -> None:
+        # A connection counted against its app's cluster-wide limit is uncounted.
+        if self.config.max_connections_per_app is not None and self.broker is not None:
+            self.spawn(self.broker.release(app_id))
 
     def _peer_id(self) -> str:
         # In a cluster a peer id starts with its node's id, so a send finds the node at once.

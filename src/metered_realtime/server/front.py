@@ -1,17 +1,9 @@
-"""The front door: plain HTTP beside the WebSocket endpoint, and the limits on new connections.
+"""Plain HTTP beside the WebSocket endpoint, and the limits on new connections.
 
-websockets parses only ``GET`` requests, so each TCP connection is routed by its request
-line: ``GET /v1`` goes to websockets, everything else (health, metrics, the admin API) is
-parsed with h11 and answered by a ``Router``, one request per connection. A plain request's
-head is checked first (path, method, bearer token): a body is read only for a request that
-will be served.
-
-The request line of an upgrade carries the credential (``?token=`` may be longer than the
-8 KiB line websockets accepts), so it is read here and kept as ``FrontConnection.target``; a
-line too long for websockets is handed to it as ``GET /v1``. A line longer even than
-``line_limit`` is skipped unread (up to ``MAX_SKIPPED_LINE``) and the connection marked
-``oversized``, so the server can still complete the upgrade and refuse the credential with a
-close code the SDKs stop at, rather than drop a connection they would retry forever.
+Every request but an upgrade on ``/v1`` (health, metrics, the admin API) is parsed with h11
+by an ``HttpExchange`` and answered by a ``Router``, one request per connection. A plain
+request's head is checked first (path, method, bearer token): a body is read only for a
+request that will be served. ``endpoint`` routes each connection by its request line.
 """
 
 from __future__ import annotations
@@ -25,21 +17,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from logging import Logger
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
-from websockets import http11
-from websockets.exceptions import InvalidHandshake
-
-from .inbound import MessageTap
 
 MAX_HEAD = 16 * 1024
 """A plain HTTP request's line and headers."""
 MAX_BODY = 1024 * 1024
 """A plain HTTP request's body (the admin API's JSON)."""
-MAX_SKIPPED_LINE = 1024 * 1024
-"""An upgrade's request line past ``line_limit`` is skipped up to this size, then dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +124,7 @@ class Router:
         return HttpResponse.json(404, {"error": "not found"})  # pragma: no cover - admitted
 
 
-class _Exchange:
+class HttpExchange:
     """One HTTP request and its response, parsed and written with h11.
 
     The request's head is admitted by the router before any of its body is read; a request
@@ -145,12 +132,15 @@ class _Exchange:
     is read and dropped until the client closes, so it sees the answer rather than a reset.
     """
 
-    def __init__(self, conn: FrontConnection) -> None:
-        self._conn = conn
+    def __init__(self, router: Router, transport: asyncio.Transport, logger: Logger) -> None:
+        self._router = router
+        self._transport = transport
+        self._logger = logger
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self._request: HttpRequest | None = None
         self._body = bytearray()
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.done = False
+        """The answer is written (the client may still be sending what is dropped)."""
         self._task: asyncio.Task[None] | None = None
 
     def feed(self, data: bytes) -> None:
@@ -167,7 +157,7 @@ class _Exchange:
                 return
             if isinstance(event, h11.Request):
                 self._request = _head(event)
-                refused = self._conn.router.admit(self._request)
+                refused = self._router.admit(self._request)
                 if refused is not None:
                     self._start(refused)
                     return
@@ -187,7 +177,7 @@ class _Exchange:
         """The client closed its side: True keeps the transport open for a response due."""
         if self._task is None:
             self.feed(b"")  # tells h11; an incomplete request is answered 400
-        return not self.done.done()
+        return not self.done
 
     def _start(self, early: HttpResponse | None) -> None:
         self._task = asyncio.ensure_future(self._respond(early))
@@ -198,9 +188,9 @@ class _Exchange:
             assert self._request is not None
             request = dataclasses.replace(self._request, body=bytes(self._body))
             try:
-                response = await self._conn.router.dispatch(request)
+                response = await self._router.dispatch(request)
             except Exception:
-                self._conn.logger.error("http handler failed", exc_info=True)
+                self._logger.error("http handler failed", exc_info=True)
                 response = HttpResponse.json(500, {"error": "internal error"})
         head = h11.Response(
             status_code=response.status,
@@ -210,7 +200,7 @@ class _Exchange:
                 ("connection", "close"),
             ],
         )
-        transport = self._conn.transport
+        transport = self._transport
         try:
             out = self._h11.send(head) or b""
             out += self._h11.send(h11.Data(data=response.body)) or b""
@@ -229,12 +219,11 @@ class _Exchange:
         self._finish()
 
     def _finish(self) -> None:
-        self._conn.transport.close()
+        self._transport.close()
         self._set_done()
 
     def _set_done(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
+        self.done = True
 
 
 def _head(event: h11.Request) -> HttpRequest:
@@ -246,113 +235,6 @@ def _head(event: h11.Request) -> HttpRequest:
         {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers},
         b"",
     )
-
-
-class FrontConnection(MessageTap):
-    """A websockets connection that hands any request but ``GET /v1`` to a ``Router``.
-
-    Subclasses set ``router``; ``websocket = False`` makes every request plain HTTP (the
-    admin listener); ``line_limit`` bounds an upgrade's request line.
-    """
-
-    router: Router
-    websocket: bool = True
-    line_limit: int = MAX_HEAD
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sniffed: bytearray | None = bytearray()
-        self._skipped: int | None = None
-        self._exchange: _Exchange | None = None
-        self._routed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.target: str | None = None
-        """An upgrade's request target as the client sent it (websockets sees ``/v1``)."""
-        self.oversized = False
-        """The upgrade's request line was longer than ``line_limit``; ``target`` is its start."""
-        self.client_host: str | None = None
-        """An admitted upgrade's client address (from a trusted proxy's X-Forwarded-For)."""
-
-    def data_received(self, data: bytes) -> None:
-        if self._skipped is not None:
-            self._skip(data)
-            return
-        if self._sniffed is None:
-            if self._exchange is not None:
-                self._exchange.feed(data)
-            else:
-                super().data_received(data)
-            return
-        self._sniffed += data
-        end = self._sniffed.find(b"\r\n")
-        if 0 <= end <= self.line_limit:
-            buffered, self._sniffed = bytes(self._sniffed), None
-            self._route(buffered[:end], buffered[end + 2 :])
-        elif len(self._sniffed) > self.line_limit:
-            buffered, self._sniffed = bytes(self._sniffed), None
-            if not (self.websocket and buffered.startswith(b"GET /v1?")):
-                self.transport.close()
-                return
-            # An over-long credential: keep the line's start, skip the rest of it.
-            self.oversized = True
-            self.target = buffered[4 : self.line_limit].partition(b" ")[0].decode("latin-1")
-            self._skipped = self.line_limit
-            self._skip(buffered[self.line_limit :])
-
-    def _skip(self, data: bytes) -> None:
-        assert self._skipped is not None
-        end = data.find(b"\n")
-        if end < 0:
-            self._skipped += len(data)
-            if self._skipped > MAX_SKIPPED_LINE:
-                self.transport.close()
-            return
-        self._skipped = None
-        self._upgrade(None, b"HTTP/1.1", data[end + 1 :])
-
-    def _route(self, line: bytes, rest: bytes) -> None:
-        method, _, remainder = line.partition(b" ")
-        target, _, version = remainder.partition(b" ")
-        if self.websocket and method == b"GET" and urlsplit(target).path == b"/v1":
-            self.target = target.decode("latin-1")
-            self._upgrade(line, version, rest)
-            return
-        self._exchange = _Exchange(self)
-        self._exchange.feed(line + b"\r\n" + rest)
-        if not self._routed.done():
-            self._routed.set_result(None)
-
-    def _upgrade(self, line: bytes | None, version: bytes, rest: bytes) -> None:
-        # A line websockets would refuse as too long is handed over without its query;
-        # the handler reads the credential from ``target``.
-        if line is None or len(line) + 2 > http11.MAX_LINE_LENGTH:
-            line = b"GET /v1 " + version
-        super().data_received(line + b"\r\n" + rest)
-        if not self._routed.done():
-            self._routed.set_result(None)
-
-    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows True
-        if self._exchange is not None:
-            return self._exchange.eof_received()
-        return super().eof_received()
-
-    async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        # The server runs this under its open_timeout (the handshake timeout): a client
-        # that sends its request too slowly, upgrade or plain HTTP, is dropped.
-        await asyncio.wait(
-            [self._routed, self.connection_lost_waiter], return_when=asyncio.FIRST_COMPLETED
-        )
-        if self._exchange is None:
-            try:
-                await super().handshake(*args, **kwargs)
-            except InvalidHandshake as exc:
-                # The client's fault: a TCP probe (a load balancer's health check) that
-                # closes without a request, garbage, or a plain GET /v1 without Upgrade
-                # (answered 426). Not worth websockets' ERROR with a traceback.
-                self.logger.debug("opening handshake failed: %s", exc, exc_info=True)
-            return
-        await self._exchange.done
-        # Let the response flush before websockets aborts the socket it never upgraded.
-        await self.connection_lost_waiter
 
 
 class ConnectRateLimiter:

@@ -1,11 +1,11 @@
 """Log records the server hands to ``logging``, scrubbed of credentials before any handler.
 
-websockets logs the request line (``GET /v1?key=pk_live_...``) at DEBUG, and a request it
-cannot parse reaches the log inside an exception's text. The server therefore gives
-websockets a logger of its own (:func:`websockets_logger`): it bears the usual name
-``websockets.server`` and obeys that logger's level and handlers, but masks keys, tokens
-and TURN credentials in every message and traceback first, whatever the application's own
-logging configuration is.
+The connections' logger (:func:`endpoint_logger`) reports requests it cannot parse and
+failures of the code a message runs, whose text or traceback may hold a credential (a
+request line is ``GET /v1?key=pk_live_...``). It bears the name
+``metered_realtime.server.endpoint`` and obeys that logger's level and handlers, but masks
+keys, tokens and TURN credentials in every message and traceback first, whatever the
+application's own logging configuration is.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 
 from .._scrub import scrub
 
-__all__ = ["ScrubFilter", "websockets_logger"]
+__all__ = ["ScrubFilter", "endpoint_logger"]
 
 _FORMATTER = logging.Formatter()
 
@@ -46,8 +46,8 @@ class ScrubFilter(logging.Filter):
 class _ScrubbedLogger(logging.Logger):
     """A logger outside the registry that scrubs its records, then hands them to ``parent``.
 
-    Levels are always the parent's (not cached here), so configuring ``websockets`` or
-    ``websockets.server`` the usual way keeps working.
+    Levels are always the parent's (not cached here), so configuring the parent the usual
+    way keeps working.
     """
 
     def __init__(self, parent: logging.Logger) -> None:
@@ -64,6 +64,6 @@ class _ScrubbedLogger(logging.Logger):
         return self.parent.isEnabledFor(level)
 
 
-def websockets_logger() -> logging.Logger:
-    """The logger to pass to websockets' ``serve(..., logger=...)``."""
-    return _ScrubbedLogger(logging.getLogger("websockets.server"))
+def endpoint_logger() -> logging.Logger:
+    """The scrubbing logger the server's connections log to."""
+    return _ScrubbedLogger(logging.getLogger("metered_realtime.server.endpoint"))

@@ -22,49 +22,24 @@ closing nothing more is written.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from websockets.asyncio.server import ServerConnection
-from websockets.protocol import State
-
+from .endpoint import Endpoint
 from .hub import Conn
-
-SPLIT_AT = 16 * 1024
-"""A payload this big is written at once, beside its header rather than copied behind it."""
-
-
-def text_frame(payload: bytes) -> tuple[bytes] | tuple[bytes, bytes]:
-    """One unmasked, unfragmented WebSocket text frame (what a server sends), as the
-    buffers to write: header and payload joined, or side by side when the payload is big
-    (a presence snapshot), so it is not copied again."""
-    size = len(payload)
-    if size < 126:
-        return (bytes((0x81, size)) + payload,)
-    if size < 65536:
-        head = bytes((0x81, 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((0x81, 127)) + size.to_bytes(8, "big")
-    return (head, payload) if size >= SPLIT_AT else (head + payload,)
+from .wsframes import text_frame
 
 
 class CorkedSink:
-    """The hub's ``Sink`` over websockets connections (``Conn.handle``), corked per turn.
+    """The hub's ``Sink`` over the connections' endpoints (``Conn.handle``), corked per turn.
 
     Server frames are unmasked, so a fan-out frame is the same bytes for every recipient:
-    it is framed once and queued for each. websockets writes its own protocol output
-    (pongs, pings, the close frame) synchronously and whole, so it never splits one of ours.
+    it is framed once and queued for each. The endpoint writes its own protocol output
+    (pongs, pings, the close frame) at once and whole, so it never splits one of ours.
     """
 
-    def __init__(
-        self,
-        buffer_limit: int,
-        evict: Callable[[Conn], None],
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
-    ) -> None:
+    def __init__(self, buffer_limit: int, evict: Callable[[Conn], None]) -> None:
         self._limit = buffer_limit
         self._evict = evict
-        self._spawn = spawn
         self._queued: dict[Conn, list[bytes]] = {}
         self._scheduled = False
 
@@ -95,8 +70,8 @@ class CorkedSink:
         frames = self._queued.pop(conn, None)
         if frames is not None:
             self._write(conn, frames)
-        ws: ServerConnection = conn.handle
-        self._spawn(ws.close(code, reason))
+        endpoint: Endpoint = conn.handle
+        endpoint.close(code, reason)
 
     def _schedule(self) -> None:
         self._scheduled = True
@@ -116,11 +91,9 @@ class CorkedSink:
             write(conn, frames)
 
     def _write(self, conn: Conn, frames: list[bytes]) -> None:
-        ws: ServerConnection = conn.handle
-        if ws.protocol.state is not State.OPEN:
-            return
-        transport = ws.transport
-        if transport.is_closing():
+        endpoint: Endpoint = conn.handle
+        transport = endpoint.transport
+        if not endpoint.is_open or transport is None or transport.is_closing():
             return
         if len(frames) == 1:
             transport.write(frames[0])
