@@ -429,8 +429,7 @@ class Endpoint(asyncio.Protocol):
             return
         if self.state == OPEN:
             self._closing(close_frame(code, reason))
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.listener.close_timeout, self.transport.abort)
+            self._abort_later()
 
     def keepalive(self, now: float, timeout: float) -> None:
         """Send a ping, or close (1011) when the last one has waited ``timeout``."""
@@ -439,7 +438,8 @@ class Endpoint(asyncio.Protocol):
             self.ping_at = now
             self.transport.write(control_frame(PING, b""))
         elif now - self.ping_at >= timeout:
-            self.close(INTERNAL_ERROR, "keepalive ping timeout")
+            # Nobody to wait for: the close frame is sent and the socket closed at once.
+            self.on_fail(INTERNAL_ERROR, "keepalive ping timeout")
 
     async def wait_closed(self) -> None:
         """Return once the socket is closed."""
@@ -466,6 +466,12 @@ class Endpoint(asyncio.Protocol):
         assert self.transport is not None
         self._frames = None
         self.transport.close()
+        self._abort_later()  # what is still buffered for a client that stopped reading
+
+    def _abort_later(self) -> None:
+        if self._timer is None and self.transport is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.listener.close_timeout, self.transport.abort)
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
