@@ -121,14 +121,16 @@ class Listener:
             self._server.close()
 
     async def close(self) -> None:
-        """Stop listening, close every connection (WebSockets with 1001) and wait for them,
-        at most ``close_timeout`` before the rest are aborted."""
+        """Stop listening, close every connection (WebSockets with 1001; a plain HTTP request
+        is answered first) and wait for them, at most ``close_timeout`` before the rest are
+        aborted."""
         self.stop_listening()
         if self._keepalive is not None:
             self._keepalive.cancel()
         endpoints = list(self.endpoints)
         for endpoint in endpoints:
-            endpoint.close(GOING_AWAY, "")
+            if endpoint.state != HTTP:
+                endpoint.close(GOING_AWAY, "")
         if endpoints:
             waiting = [asyncio.ensure_future(e.wait_closed()) for e in endpoints]
             _, late = await asyncio.wait(waiting, timeout=self.close_timeout)
