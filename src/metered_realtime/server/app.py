@@ -215,8 +215,6 @@ class Server:
         if limit is not None and self._upgrades >= limit:
             return self._refuse(endpoint, 503, "server full")
         self._upgrades += 1
-        origins = header_values(headers, "origin")
-        endpoint.session = origins[0] if origins else None
         return None
 
     def _refuse(self, endpoint: Endpoint, status: int, text: str) -> HttpResponse:
@@ -224,12 +222,11 @@ class Server:
         log.debug("refused a connection from %s: %s", endpoint.client_host, text)
         return HttpResponse.text(status, text + "\n")
 
-    def _opened(self, endpoint: Endpoint) -> None:
+    def _opened(self, endpoint: Endpoint, headers: list[tuple[bytes, bytes]]) -> None:
         target = endpoint.target or ""
         query = parse_qs(urlsplit(target).query, keep_blank_values=True)
         keys, tokens = query.get("key", []), query.get("token", [])
-        origin: str | None = endpoint.session
-        endpoint.session = None
+        origins = header_values(headers, "origin")
         endpoint.target = None  # the credential's copy (a JWT may be KiBs)
         now = time.time()
         if endpoint.oversized or any(len(t) > self.config.max_token_length for t in tokens):
@@ -245,7 +242,7 @@ class Server:
             self.keys,
             key=keys[0] if keys else None,
             token=tokens[0] if tokens else None,
-            origin=origin,
+            origin=origins[0] if origins else None,
             now=now,
             peer_metadata_limit=self.config.peer_metadata_limit,
             leeway=self.config.jwt_leeway,

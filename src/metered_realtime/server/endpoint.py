@@ -54,9 +54,10 @@ class Listener:
     """What the endpoints of one listening socket share, and the server's hooks.
 
     ``admit(endpoint, headers)`` runs for a valid upgrade before it is accepted: it returns
-    an ``HttpResponse`` to refuse it. ``opened(endpoint)`` runs once the 101 is written,
-    ``closed(endpoint)`` once an opened endpoint's socket is gone. ``websocket = False``
-    makes every request plain HTTP (the admin listener).
+    an ``HttpResponse`` to refuse it. ``opened(endpoint, headers)`` runs once the 101 is
+    written, ``closed(endpoint)`` once an opened endpoint's socket is gone. The headers are
+    the request's, names in lower case. ``websocket = False`` makes every request plain HTTP
+    (the admin listener).
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class Listener:
         max_size: int = 1 << 20,
         close_timeout: float = 5.0,
         admit: Callable[[Endpoint, list[tuple[bytes, bytes]]], HttpResponse | None] | None = None,
-        opened: Callable[[Endpoint], None] | None = None,
+        opened: Callable[[Endpoint, list[tuple[bytes, bytes]]], None] | None = None,
         closed: Callable[[Endpoint], None] | None = None,
     ) -> None:
         self.router = router
@@ -329,7 +330,7 @@ class Endpoint(asyncio.Protocol):
         self._frames = ClientFrames(self.listener.max_size)
         self._early = []
         if self.listener.opened is not None:
-            self.listener.opened(self)
+            self.listener.opened(self, headers)
         if trailing and self._frames is not None:
             self._frames.feed(trailing, self)
 
