@@ -53,6 +53,8 @@ def _finite_float(text: str) -> float:
 
 # One decoder for every call: ``json.loads`` with hooks would build a new one each time.
 _DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+# Made once: json.dumps with any option builds a new encoder per call (a third of its time).
+_ENCODER = json.JSONEncoder(separators=_SEPARATORS, ensure_ascii=False, allow_nan=False)
 
 
 def parse_json(text: str | bytes) -> Any | Malformed:
@@ -83,7 +85,7 @@ def dumps(value: Any) -> str:
     Raises ``ValueError`` for non-finite numbers and ``TypeError`` for values JSON
     cannot hold.
     """
-    return json.dumps(value, separators=_SEPARATORS, ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def to_wire_bytes(text: str) -> bytes:

@@ -381,14 +381,17 @@ class Endpoint(asyncio.Protocol):
             for message in early:
                 if self._consumer is None:
                     break
-                self._consume(consumer, message)
+                self.on_message(message)
             if len(early) >= EARLY_MESSAGES and self.transport is not None:
                 self.transport.resume_reading()
 
     def on_message(self, message: str | bytes) -> None:
         consumer = self._consumer
         if consumer is not None:
-            self._consume(consumer, message)
+            try:
+                consumer(message)
+            except Exception:
+                self._consumer_failed()
             return
         early = self._early
         if early is None:
@@ -397,12 +400,9 @@ class Endpoint(asyncio.Protocol):
         if len(early) == EARLY_MESSAGES and self.transport is not None:
             self.transport.pause_reading()
 
-    def _consume(self, consumer: Consumer, message: str | bytes) -> None:
-        try:
-            consumer(message)
-        except Exception:
-            self.listener.logger.error("message consumer failed", exc_info=True)
-            self.on_fail(INTERNAL_ERROR, "")
+    def _consumer_failed(self) -> None:
+        self.listener.logger.error("message consumer failed", exc_info=True)
+        self.on_fail(INTERNAL_ERROR, "")
 
     def on_ping(self, payload: bytes) -> None:
         if self.state == OPEN and self.transport is not None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 from .endpoint import Endpoint
 from .hub import Conn
-from .wsframes import text_frame
+from .wsframes import SPLIT_AT, text_frame
 
 
 class CorkedSink:
@@ -44,7 +44,19 @@ class CorkedSink:
         self._scheduled = False
 
     def send(self, conn: Conn, payload: bytes) -> None:
-        self.fanout((conn,), payload)
+        if len(payload) >= SPLIT_AT:
+            self.fanout((conn,), payload)
+            return
+        # fanout's small-frame path for one connection, without its loop: this is every
+        # ack and direct message.
+        if not self._scheduled:
+            self._schedule()
+        frame = text_frame(payload)[0]
+        frames = self._queued.get(conn)
+        if frames is None:
+            self._queued[conn] = [frame]
+        else:
+            frames.append(frame)
 
     def fanout(self, conns: Iterable[Conn], payload: bytes) -> None:
         frame = text_frame(payload)
