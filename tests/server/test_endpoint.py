@@ -151,3 +151,19 @@ async def test_stopping_the_server_closes_open_connections_with_1001(server_fact
         wire = await Wire.open(srv.key_url())
         await srv.server.listener.close()
         assert (await wire.closed())[0] == 1001
+
+
+async def test_frames_that_arrive_while_the_cluster_admits_the_connection_wait_for_it(
+    server_factory,
+):
+    # In a cluster the per-app limit is checked over Redis before the welcome: what the
+    # client sent meanwhile is held (more than EARLY_MESSAGES pauses reading) and answered.
+    async with server_factory(max_connections_per_app=100) as srv:
+        early = [text({"type": "ping", "requestId": f"early-{i}"}) for i in range(40)]
+        client = await RawClient.open(srv.key_url(), b"".join(early))
+        assert (await client.recv())["type"] == "welcome"
+        for i in range(40):
+            assert await client.recv() == {"type": "pong", "requestId": f"early-{i}"}
+        client.send(text({"type": "ping", "requestId": "later"}))  # reading resumed
+        assert await client.recv() == {"type": "pong", "requestId": "later"}
+        client.close()

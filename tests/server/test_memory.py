@@ -187,7 +187,7 @@ async def test_measure_connection_and_membership_cost(tmp_path):
         + "\n    ".join(f"{s.size_diff / N:7.0f} B  {s.traceback[0].filename}" for s in where)
     )
     # About 1.5 times the figures in docs/guarantees.md (CPython 3.10 to 3.13 measured).
-    assert 0 < per_conn <= 28_000
+    assert 0 < per_conn <= 6_800
     assert 0 < per_member <= 450
     assert 0 < per_channel <= 1400
     assert 0 < jwt_per_conn <= 1500
