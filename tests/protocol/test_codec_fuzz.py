@@ -43,6 +43,7 @@ from metered_realtime.protocol import (
     encode_client_frame,
     parse_json,
 )
+from metered_realtime.protocol.codec import _fast_loads, parse_json_stdlib
 from metered_realtime.protocol.limits import MAX_NESTING
 
 # --- the rules, restated -------------------------------------------------------------
@@ -400,6 +401,19 @@ def test_parse_json_never_raises(raw):
     result = parse_json(raw)
     if isinstance(result, Malformed):
         assert result.code == "malformed_message"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    json_values.map(lambda v: json.dumps(v, ensure_ascii=False))
+    | json_values.map(json.dumps)  # \u escapes, lone surrogates among them
+    | st.text(max_size=64)
+    | st.from_regex(r"\[?-?[0-9]{15,25}(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?\]?", fullmatch=True)
+)
+def test_the_fast_parser_answers_exactly_as_the_standard_library(text):
+    # parse_json hands what orjson can read exactly to orjson; the answer may not differ.
+    assert _fast_loads is not None  # the dev install has the server extra
+    assert repr(parse_json(text)) == repr(parse_json_stdlib(text))
 
 
 number_literals = st.builds(
