@@ -183,7 +183,7 @@ def too_deep(text: str) -> bool:
     Counting brackets first keeps the common case at C speed; only a text with more
     openers than the limit is scanned token by token.
     """
-    if text.count("[") + text.count("{") <= MAX_NESTING:
+    if len(text) <= MAX_NESTING or text.count("[") + text.count("{") <= MAX_NESTING:
         return False
     depth = 0
     for match in _STRUCTURE.finditer(text):
@@ -209,11 +209,13 @@ def _parse_object(text: str | bytes) -> dict[str, Any] | Malformed:
     if too_deep(text):
         return Malformed("nesting too deep", request_id=_correlate(text))
     obj = parse_json(text)
+    if type(obj) is dict:  # every frame but a broken one
+        return obj
     if isinstance(obj, Malformed) and obj.reason == "invalid JSON: RecursionError":
         return Malformed("nesting too deep", request_id=_correlate(text))
     if isinstance(obj, Malformed) and obj.reason.startswith("invalid JSON: non-finite"):
         return Malformed(obj.reason, request_id=_correlate(text))
-    if isinstance(obj, (Malformed, dict)):
+    if isinstance(obj, Malformed):
         return obj
     return Malformed("frame is not a JSON object")
 

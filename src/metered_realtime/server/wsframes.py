@@ -95,7 +95,10 @@ class ClientFrames:
                 if end - pos < head:
                     self._keep(data, pos, head)
                     return
-                length = int.from_bytes(data[pos + 2 : pos + head - 4], "big")
+                if head == 8:
+                    length = data[pos + 2] << 8 | data[pos + 3]
+                else:
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             if opcode >= _CLOSE:
                 if opcode > _PONG:
                     return self._fail(handler, PROTOCOL_ERROR, f"invalid opcode: {opcode}")
@@ -117,7 +120,13 @@ class ClientFrames:
             start = pos + head
             pos = start + length
             payload = apply_mask(data[start:pos], data[start - 4 : start])
-            if opcode < _CLOSE:
+            if first == 0x81 and self._parts is None:  # one whole text message: most are
+                try:
+                    message = payload.decode()
+                except UnicodeDecodeError as exc:
+                    return self._invalid_utf8(handler, exc)
+                handler.on_message(message)
+            elif opcode < _CLOSE:
                 self._data(handler, opcode, bool(first & 0x80), payload)
             elif opcode == _PING:
                 handler.on_ping(payload)
@@ -159,7 +168,7 @@ class ClientFrames:
         try:
             message = payload.decode()
         except UnicodeDecodeError as exc:
-            return self._fail(handler, INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return self._invalid_utf8(handler, exc)
         handler.on_message(message)
 
     def _close(self, handler: FrameHandler, payload: bytes) -> None:
@@ -175,9 +184,12 @@ class ClientFrames:
         try:
             reason = payload[2:].decode()
         except UnicodeDecodeError as exc:
-            return self._fail(handler, INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return self._invalid_utf8(handler, exc)
         self._done = True
         handler.on_close(code, reason)
+
+    def _invalid_utf8(self, handler: FrameHandler, exc: UnicodeDecodeError) -> None:
+        self._fail(handler, INVALID_DATA, f"{exc.reason} at position {exc.start}")
 
     def _fail(self, handler: FrameHandler, code: int, reason: str) -> None:
         self._done = True
@@ -192,11 +204,13 @@ def text_frame(payload: bytes) -> tuple[bytes] | tuple[bytes, bytes]:
     size = len(payload)
     if size < 126:
         return (bytes((0x81, size)) + payload,)
+    if size < SPLIT_AT:
+        return (bytes((0x81, 126, size >> 8, size & 0xFF)) + payload,)
     if size < 65536:
         head = bytes((0x81, 126)) + size.to_bytes(2, "big")
     else:
         head = bytes((0x81, 127)) + size.to_bytes(8, "big")
-    return (head, payload) if size >= SPLIT_AT else (head + payload,)
+    return (head, payload)
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
