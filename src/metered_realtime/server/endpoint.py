@@ -267,9 +267,10 @@ class Endpoint(asyncio.Protocol):
 
     def _route(self, line: bytes, rest: bytes) -> None:
         method, _, remainder = line.partition(b" ")
-        target = remainder.partition(b" ")[0]
-        if self.listener.websocket and method == b"GET" and urlsplit(target).path == b"/v1":
-            self.target = target.decode("latin-1")
+        # Latin-1 maps every byte: a target of any bytes is split, never refused here.
+        target = remainder.partition(b" ")[0].decode("latin-1")
+        if self.listener.websocket and method == b"GET" and urlsplit(target).path == "/v1":
+            self.target = target
             self._upgrade(line, rest)
             return
         assert self.transport is not None
