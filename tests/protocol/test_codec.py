@@ -32,6 +32,7 @@ from metered_realtime.protocol import (
     is_valid_peer_id,
     payload_size,
 )
+from metered_realtime.protocol.ids import has_control_chars
 
 json_values = st.recursive(
     st.none()
@@ -265,3 +266,10 @@ def test_presence_entry_keeps_its_peer_whatever_its_metadata(meta: object, peer:
     expected = PresencePeer(peer, meta if isinstance(meta, dict) else None)
     assert isinstance(frame, PresenceFrame)
     assert frame.joined == (expected,) and frame.left == (expected,)
+
+
+@given(st.text(st.characters(max_codepoint=0x2FF), max_size=20) | st.text(max_size=20))
+def test_control_characters_are_found_whatever_the_shortcut(value):
+    # has_control_chars skips its regex for letters and digits; the answer may not change.
+    expected = any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
+    assert has_control_chars(value) is expected
