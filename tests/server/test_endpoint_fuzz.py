@@ -90,12 +90,16 @@ async def test_mutated_upgrade_requests_are_answered_or_closed(server, caplog):
     await wire.close()
 
 
-async def test_random_bytes_after_the_upgrade_close_with_a_protocol_code(server, caplog):
+def sendable(code: int) -> bool:
+    """A close code that may appear on the wire (RFC 6455 section 7.4)."""
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code < 5000
+
+
+async def test_random_bytes_after_the_upgrade_end_in_a_clean_close(server, caplog):
     caplog.set_level(logging.WARNING)
     seed = int.from_bytes(os.urandom(4), "big")
     print(f"seed={seed}")
     rng = random.Random(seed)
-    allowed = {1002, 1007, 1009, 4011}
     for _ in range(CASES // 4):
         client = await RawClient.open(server.key_url())
         assert (await client.recv())["type"] == "welcome"
@@ -110,7 +114,9 @@ async def test_random_bytes_after_the_upgrade_close_with_a_protocol_code(server,
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
             pass  # closed without a close frame (the client's half-close came first)
-        assert set(codes) <= allowed | {1000, 1001, 1003, 1005}
+        # The server's own codes for broken input (1002, 1007, 1009, the rate's 4011), or the
+        # echo of a close frame the random bytes happened to spell (1005: it had no code).
+        assert all(code == 1005 or sendable(code) for code in codes), codes
         assert await asyncio.wait_for(client.reader.read(), TIMEOUT) == b""
         client.close()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -28,6 +28,7 @@ import binascii
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -342,9 +343,8 @@ class Endpoint(asyncio.Protocol):
 
     def _respond(self, status: int, body: bytes, content_type: str, retry: bool = False) -> None:
         assert self.transport is not None
-        phrase = _PHRASES.get(status, b"Error")
         head = [
-            b"HTTP/1.1 %d %s" % (status, phrase),
+            b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode()),
             b"Content-Type: " + content_type.encode(),
             b"Content-Length: %d" % len(body),
             b"Connection: close",
@@ -517,11 +517,3 @@ def _upgrade_problem(version: bytes, headers: list[tuple[bytes, bytes]]) -> tupl
     if not valid:
         return 400, "invalid Sec-WebSocket-Key"
     return None
-
-
-_PHRASES = {
-    400: b"Bad Request",
-    426: b"Upgrade Required",
-    429: b"Too Many Requests",
-    503: b"Service Unavailable",
-}

@@ -29,7 +29,9 @@ NO_STATUS = 1005
 """The code a close frame without a payload stands for (never sent on the wire)."""
 
 _VALID_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
-_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0, 1, 2, 8, 9, 10
+_CONT, _TEXT, _BINARY, _CLOSE = 0, 1, 2, 8
+PING, PONG = 9, 10
+"""The control opcodes the server sends (``control_frame``)."""
 
 
 class FrameHandler(Protocol):
@@ -100,7 +102,7 @@ class ClientFrames:
                 else:
                     length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             if opcode >= _CLOSE:
-                if opcode > _PONG:
+                if opcode > PONG:
                     return self._fail(handler, PROTOCOL_ERROR, f"invalid opcode: {opcode}")
                 if not first & 0x80:
                     return self._fail(handler, PROTOCOL_ERROR, "fragmented control frame")
@@ -128,9 +130,9 @@ class ClientFrames:
                 handler.on_message(message)
             elif opcode < _CLOSE:
                 self._data(handler, opcode, bool(first & 0x80), payload)
-            elif opcode == _PING:
+            elif opcode == PING:
                 handler.on_ping(payload)
-            elif opcode == _PONG:
+            elif opcode == PONG:
                 handler.on_pong(payload)
             else:
                 self._close(handler, payload)
@@ -224,6 +226,3 @@ def close_frame(code: int, reason: str = "") -> bytes:
 def control_frame(opcode: int, payload: bytes) -> bytes:
     """A ping (``PING``) or pong (``PONG``) frame; ``payload`` is at most 125 bytes."""
     return bytes((0x80 | opcode, len(payload))) + payload
-
-
-PING, PONG = _PING, _PONG
